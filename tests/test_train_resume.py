@@ -1,0 +1,44 @@
+"A run killed with SIGKILL after a checkpoint resumes from it and repeats the losses of an uninterrupted run."
+import os, sys, json, time, signal, subprocess
+from pathlib import Path
+import torch
+import fastcore.test as fct
+from safetensors.torch import load_file
+
+from conftest import ROOT
+from test_train_fixtures import make_data, make_vqvae
+
+KW = dict(profile='ci', steps=8, batch_size=4, checkpoint_every=3, sample_every=100, sample_steps=2, log_with='none', progress=False)
+
+SCRIPT = """
+import sys, time
+from mdaug.train import train_ldm
+data, vq, out, kw = sys.argv[1], sys.argv[2], sys.argv[3], eval(sys.argv[4])
+train_ldm(data, vq, out, on_step=lambda step, logs: time.sleep(0.5), **kw)
+"""
+
+def losses(run): return [json.loads(l) for l in (Path(run)/'log.jsonl').read_text().splitlines()]
+
+def test_kill_and_resume(tmp_path):
+    from mdaug.train import train_ldm, list_checkpoints
+    data, vq = make_data(tmp_path/'data'), make_vqvae(tmp_path/'vq')
+    ref = train_ldm(data, vq, tmp_path/'ref', **KW)
+
+    run = tmp_path/'run'
+    env = os.environ | {'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
+    with open(tmp_path/'stderr.txt', 'w') as err:
+        p = subprocess.Popen([sys.executable, '-c', SCRIPT, str(data), str(vq), str(run), repr(KW)], env=env, stdout=subprocess.DEVNULL, stderr=err)
+        first = run/'checkpoints'/'checkpoint-000003'/'trainer_state.json'
+        t0 = time.time()
+        while not first.exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.02)
+        os.kill(p.pid, signal.SIGKILL); p.wait()
+    assert p.returncode == -signal.SIGKILL, (tmp_path/'stderr.txt').read_text()
+    assert not (run/'model').exists(), "the run finished before it was killed"
+    fct.test_eq(list_checkpoints(run)[-1].name, 'checkpoint-000003')
+
+    train_ldm(data, vq, run, resume='latest', **KW)
+    got, exp = losses(run), losses(tmp_path/'ref')
+    fct.test_eq([o['step'] for o in got], list(range(1, 9)))
+    fct.test_close([o['loss'] for o in got], [o['loss'] for o in exp], eps=1e-5)
+    a, b = load_file(run/'model'/'unet'/'diffusion_pytorch_model.safetensors'), load_file(ref/'unet'/'diffusion_pytorch_model.safetensors')
+    for k in a: fct.test_close(a[k], b[k], eps=1e-4)  # thread counts differ between the runs: float noise only
