@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                                   # 64 px, batch 8, UNet 'cpu', presets ci,cpu
     python benchmarks/bench_train.py --image_size 128 --batch_size 16 --presets ci,cpu,gpu
+    python benchmarks/bench_train.py --threads 1                      # stable timings on a machine shared with other jobs
 
 Both modes run the same pieces `train_ldm` runs, with the same UNet, batch and optimizer:
 - cached:  the next batch of scaled latents from a `TensorDataset` (what `train_ldm` does by default), then the step;
@@ -12,7 +13,7 @@ A step is `diffusion_loss` + backward + gradient clipping + AdamW. Times are the
 untrained (timing does not depend on the weights); sizes follow the `cpu` presets of mdaug.vqvae and mdaug.unet.
 
 Peak memory per UNet preset runs each preset in a fresh process (one training step at the given batch) and reports the
-peak resident set size on CPU (ru_maxrss, minus the RSS before the model was built) or `torch.cuda.max_memory_allocated`
+peak resident set size on CPU (sampled every 2 ms, minus the RSS before the model was built) or `torch.cuda.max_memory_allocated`
 on a GPU. Writes benchmarks/results/train.json.
 """
 import argparse, json, os, platform, resource, statistics, subprocess, sys, tempfile, time
@@ -97,31 +98,41 @@ def rss_mb():
 def one_preset(args, device):
     "Peak memory of one training step of `args.unet_preset` (run in a fresh process)."
     from mdaug.unet import build_unet
-    from mdaug.train import make_settings, training_alphas_cumprod
+    from mdaug.train import make_settings, training_alphas_cumprod, diffusion_loss
     side = args.image_size // 4
+    warm = build_unet(8, 4, num_classes=2, preset='ci').to(device)   # load the kernels' libraries before measuring
+    make_step(warm, training_alphas_cumprod(make_settings('ci')).to(device), 2, device)(torch.randn(1, 4, 8, 8, device=device), torch.zeros(1, dtype=torch.long, device=device))
+    del warm
     before = rss_mb()
     if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
     unet = build_unet(side, 4, num_classes=8, preset=args.unet_preset).to(device)
     step = make_step(unet, training_alphas_cumprod(make_settings('ci')).to(device), 8, device)
     z, y = torch.randn(args.batch_size, 4, side, side, device=device), torch.randint(0, 8, (args.batch_size,), device=device)
+    import threading
+    peak_rss, done = [before], threading.Event()
+    def poll():
+        while not done.is_set(): peak_rss[0] = max(peak_rss[0], rss_mb()); time.sleep(0.002)
+    th = threading.Thread(target=poll, daemon=True); th.start()
     for _ in range(2): step(z, y)
-    sync(device)
+    sync(device); done.set(); th.join()
     params = sum(p.numel() for p in unet.parameters()) / 1e6
     if device.type == 'cuda': peak, kind = torch.cuda.max_memory_allocated() / 2**20, 'cuda max allocated'
-    else: peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before, 'peak RSS - RSS before the model'
+    else: peak, kind = peak_rss[0] - before, 'peak RSS (sampled every 2 ms) - RSS before the model'
     print(json.dumps(dict(preset=args.unet_preset, params_M=round(params, 2), peak_MB=round(peak, 1), measure=kind)))
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--image_size', type=int, default=64); p.add_argument('--batch_size', type=int, default=8)
-    p.add_argument('--steps', type=int, default=5); p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--steps', type=int, default=3); p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--unet_preset', default='cpu'); p.add_argument('--vq_preset', default='cpu')
     p.add_argument('--presets', default='ci,cpu', help='UNet presets for the memory table (comma separated)')
     p.add_argument('--data', default=None, help='an image folder (default: synthetic spectrograms)')
     p.add_argument('--num_workers', type=int, default=0); p.add_argument('--device', default=None)
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s); 1 gives stable timings on a busy machine')
     p.add_argument('--_one', action='store_true', help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.threads: torch.set_num_threads(args.threads)
     from mdaug.core import default_device
     device = default_device(args.device)
     if args._one: return one_preset(args, device)
@@ -136,7 +147,8 @@ def main():
     mem = []
     for preset in args.presets.split(','):
         cmd = [sys.executable, __file__, '--_one', '--unet_preset', preset, '--image_size', str(args.image_size),
-               '--batch_size', str(args.batch_size)] + (['--device', args.device] if args.device else [])
+               '--batch_size', str(args.batch_size)] + (['--device', args.device] if args.device else []) + \
+              (['--threads', str(args.threads)] if args.threads else [])
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode: print(f"preset {preset}: failed\n{r.stderr[-2000:]}"); continue
         mem.append(json.loads(r.stdout.strip().splitlines()[-1]))

@@ -10,9 +10,9 @@ def test_nan_stops(tmp_path, monkeypatch):
     calls, orig = [], T.diffusion_loss
     def poisoned(*a, **k):
         calls.append(1); l = orig(*a, **k)
-        return l * float('nan') if len(calls) == 5 else l
+        return l * float('nan') if len(calls) == 3 else l
     monkeypatch.setattr(T, 'diffusion_loss', poisoned)
-    with pytest.raises(FloatingPointError, match='checkpoint-000004'):
-        T.train_ldm(data, vq, tmp_path/'run', profile='ci', steps=8, batch_size=4, checkpoint_every=2, sample_every=100, log_with='none', progress=False)
-    fct.test_eq([p.name for p in T.list_checkpoints(tmp_path/'run')], ['checkpoint-000002', 'checkpoint-000004'])
+    with pytest.raises(FloatingPointError, match='checkpoint-000002'):
+        T.train_ldm(data, vq, tmp_path/'run', profile='ci', steps=6, batch_size=4, checkpoint_every=2, sample_every=100, log_with='none', progress=False)
+    fct.test_eq([p.name for p in T.list_checkpoints(tmp_path/'run')], ['checkpoint-000002'])
     assert not (tmp_path/'run'/'model').exists()

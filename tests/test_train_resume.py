@@ -1,5 +1,5 @@
 "A run killed with SIGKILL after a checkpoint resumes from it and repeats the losses of an uninterrupted run."
-import os, sys, json, time, signal, subprocess
+import os, sys, json, time, signal, subprocess, threading
 from pathlib import Path
 import torch
 import fastcore.test as fct
@@ -21,17 +21,17 @@ def losses(run): return [json.loads(l) for l in (Path(run)/'log.jsonl').read_tex
 
 def test_kill_and_resume(tmp_path):
     from mdaug.train import train_ldm, list_checkpoints
-    data, vq = make_data(tmp_path/'data'), make_vqvae(tmp_path/'vq')
-    ref = train_ldm(data, vq, tmp_path/'ref', **KW)
-
-    run = tmp_path/'run'
+    data, vq, run = make_data(tmp_path/'data'), make_vqvae(tmp_path/'vq'), tmp_path/'run'
     env = os.environ | {'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
-    with open(tmp_path/'stderr.txt', 'w') as err:
-        p = subprocess.Popen([sys.executable, '-c', SCRIPT, str(data), str(vq), str(run), repr(KW)], env=env, stdout=subprocess.DEVNULL, stderr=err)
-        first = run/'checkpoints'/'checkpoint-000003'/'trainer_state.json'
-        t0 = time.time()
-        while not first.exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.02)
-        os.kill(p.pid, signal.SIGKILL); p.wait()
+    err = open(tmp_path/'stderr.txt', 'w')
+    p = subprocess.Popen([sys.executable, '-c', SCRIPT, str(data), str(vq), str(run), repr(KW)], env=env, stdout=subprocess.DEVNULL, stderr=err)
+    def killer():  # SIGKILL as soon as the first checkpoint is complete (its folder appears by an atomic rename)
+        first, t0 = run/'checkpoints'/'checkpoint-000003', time.time()
+        while not first.exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.01)
+        if p.poll() is None: os.kill(p.pid, signal.SIGKILL)
+    th = threading.Thread(target=killer); th.start()
+    ref = train_ldm(data, vq, tmp_path/'ref', **KW)    # the uninterrupted run, meanwhile, in this process
+    th.join(); p.wait(); err.close()
     assert p.returncode == -signal.SIGKILL, (tmp_path/'stderr.txt').read_text()
     assert not (run/'model').exists(), "the run finished before it was killed"
     fct.test_eq(list_checkpoints(run)[-1].name, 'checkpoint-000003')
