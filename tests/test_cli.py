@@ -23,14 +23,14 @@ def test_help_lists_stages():
 
 def test_simulate_then_prep(tmp_path):
     sim, prep = tmp_path / "sim", tmp_path / "prep"
-    run("simulate", "--out", sim, "--subjects", 2, "--per-subject", 1, "--image-size", 64, "--seed", 3, "--quiet")
+    run("simulate", "--out", sim, "--n-subjects", 2, "--n-per-subject", 1, "--image-size", 64, "--seed", 3, "--no-progress")
     classes = sorted(p.name for p in sim.iterdir() if p.is_dir())
     assert len(classes) >= 6, classes
     rows = list(csv.DictReader(open(sim / "metadata.csv")))
     assert len(rows) == 2 * len(classes)
     assert {r["class"] for r in rows} == set(classes)
     for r in rows: assert (sim / r["class"] / Path(r["file"]).name).exists()
-    run("prep", sim, prep, "--image-size", 32, "--quiet")
+    run("prep", sim, prep, "--image-size", 32, "--no-progress")
     assert json.loads((prep / "classes.json").read_text()) in (classes, {c: i for i, c in enumerate(classes)})
     ims = sorted(prep.rglob("*.png"))
     assert len(ims) == len(rows)
@@ -58,14 +58,14 @@ def _bad_folder(root):
 
 def test_prep_reports_bad_files(tmp_path):
     skipped = _bad_folder(tmp_path / "raw")
-    r = run("prep", tmp_path / "raw", tmp_path / "out", "--image-size", 32, "--quiet")
+    r = run("prep", tmp_path / "raw", tmp_path / "out", "--image-size", 32, "--no-progress")
     text = r.stdout + r.stderr
     for name in skipped: assert name in text, f"{name} missing from the summary:\n{text}"
     report = json.loads((tmp_path / "out" / "prep_report.json").read_text())
     listed = json.dumps(report)
     for name in skipped: assert name in listed
     for name in ("palette", "rgba", "sixteen", "gray"): assert (tmp_path / "out" / "box" / f"{name}.png").exists()
-    strict = run("prep", tmp_path / "raw", tmp_path / "out2", "--strict", "--quiet", ok=False)
+    strict = run("prep", tmp_path / "raw", tmp_path / "out2", "--strict", "--no-progress", ok=False)
     assert strict.returncode == 2 and "skipped" in strict.stderr.lower(), strict.stderr
 
 
