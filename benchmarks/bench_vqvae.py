@@ -88,7 +88,8 @@ def main(argv=None):
     steps_done = hist[-1]['step'] if hist else 0
     print(f"steps {steps_done} (best at {m['step']}) in {train_s/60:.1f} min; scaling factor {m['scaling_factor']:.4f}")
 
-    res = dict(command='python ' + ' '.join(shlex.quote(o) for o in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+    env = ''.join(f'{k}={os.environ[k]} ' for k in ('OMP_NUM_THREADS', 'MDAUG_PROFILE') if k in os.environ)
+    res = dict(command=env + 'python ' + ' '.join(shlex.quote(o) for o in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
                date=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()), machine=f"{platform.machine()} CPU, {os.cpu_count()} cores",
                data=str(data), n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), classes=list(dls.classes),
                profile=a.profile, config=cfg.to_dict(), factor=cfg.factor, latent_shape=list(cfg.latent_shape),

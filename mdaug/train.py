@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from .core import (exists, default, get_profile, seed_everything, atomic_dir, atomic_write, save_json, load_json,
-                        image_grid, default_device, add_fn_args)
+                        image_grid, default_device, add_fn_args, make_accelerator)
 from .schedules import make_alphas_cumprod, add_noise, get_velocity
 from .unet import build_unet, UNET_PRESETS
 from .vqvae import infinite_batches
@@ -441,8 +441,6 @@ def train_ldm(data:str, # folder of spectrogram images (`<class>/*.png` or flat)
               on_step=None # called as `on_step(step, logs)` after every optimizer step (Python only)
              ) -> Path:
     "Train a class-conditional latent diffusion UNet on `data` encoded by `vqvae`; returns the folder of the final model."
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
     from accelerate.utils import ProjectConfiguration
     from diffusers.training_utils import EMAModel
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -475,13 +473,9 @@ def train_ldm(data:str, # folder of spectrogram images (`<class>/*.png` or flat)
         raise FileExistsError(f"{out} already holds checkpoints: pass resume='latest' to continue that run, or choose a new folder")
     if ckpt is not None: _check_resume(load_json(ckpt/'trainer_state.json'), s, classes, ckpt)
 
-    world = int(os.environ.get('WORLD_SIZE', 1))
-    AcceleratorState._reset_state()  # a second run in the same Python process may use another mixed precision
-    acc = Accelerator(mixed_precision=s.mixed_precision, gradient_accumulation_steps=s.grad_accum,
-                      log_with=None if s.log_with == 'none' else s.log_with, cpu=world > 1 and not torch.cuda.is_available(),
-                      project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out/'logs')))
-    if acc.num_processes != world:
-        raise RuntimeError(f"launched as {world} processes but accelerate sees {acc.num_processes}: launch with `accelerate launch` or `torchrun`")
+    acc = make_accelerator(mixed_precision=s.mixed_precision, gradient_accumulation_steps=s.grad_accum,
+                           log_with=None if s.log_with == 'none' else s.log_with,
+                           project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out/'logs')))
     main = acc.is_main_process
     if main: save_json(s.to_dict(), out/'settings.json')
     vq.to(acc.device)

@@ -141,3 +141,17 @@ def test_lpips_backbone_failure_is_loud(monkeypatch):
     with pytest.raises(RuntimeError, match='lpips_pretrained_backbone=False'):
         vqvae.build_lpips('alex', pretrained_backbone=True)
     assert vqvae.build_lpips('alex', pretrained_backbone=False) is not None
+
+
+def test_two_processes_over_gloo(tmp_path):
+    "Two CPU processes under torchrun train one model (DDP through `VQTrainer`); only rank 0 writes."
+    script = tmp_path/'run.py'
+    script.write_text(f"from mdaug.vqvae import train_vqvae\n"
+                      f"train_vqvae({str(sample_data())!r}, {str(tmp_path/'run')!r}, profile='ci', steps=4, batch_size=4, progress=False)\n")
+    env = dict(os.environ, MDAUG_PROFILE='ci', OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(script)],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert load_json(tmp_path/'run'/'latest'/'state.json')['step'] == 4
+    from diffusers import VQModel
+    VQModel.from_pretrained(tmp_path/'run'/'best')
