@@ -72,3 +72,21 @@ def test_prep_reports_bad_files(tmp_path):
 def test_missing_input_is_a_clear_error(tmp_path):
     r = run("prep", tmp_path / "nope", tmp_path / "out", ok=False)
     assert r.returncode == 2 and "nope" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_commands_chain(tmp_path):
+    "simulate -> prep -> train-vqvae -> train-ldm at the `ci` profile's size; each output loads with diffusers."
+    from diffusers import UNet2DModel, VQModel
+    sim, prep = tmp_path / "sim", tmp_path / "prep"
+    run("simulate", "--out", sim, "--classes", "walk,drone,bird", "--n-subjects", 2, "--n-per-subject", 2,
+        "--image-size", 32, "--no-progress")
+    run("prep", sim, prep, "--image-size", 32, "--no-progress")
+    r = run("train-vqvae", "--data", prep, "--out", tmp_path / "vq", "--profile", "ci", "--steps", 2, "--batch-size", 4, "--no-progress")
+    best = Path(r.stdout.strip().splitlines()[-1])
+    vq = VQModel.from_pretrained(best)
+    assert vq.config.scaling_factor != 0.18215 and vq.config.scaling_factor > 0
+    r = run("train-ldm", "--data", prep, "--vqvae", best, "--out", tmp_path / "ldm", "--profile", "ci", "--steps", 2, "--batch-size", 4,
+            "--sample-steps", 2, "--no-progress")
+    model = Path(r.stdout.strip().splitlines()[-1])
+    unet = UNet2DModel.from_pretrained(model / "unet")
+    assert unet.config.num_class_embeds == 3 + 1  # three classes and the null class
