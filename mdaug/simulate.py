@@ -18,7 +18,7 @@ from .core import default, exists, get_profile, atomic_write, atomic_dir, save_j
 
 # %% auto #0
 __all__ = ['C_LIGHT', 'BODY_FRACTIONS', 'BODY_RADII', 'SEGMENTS', 'POSE_KEYS', 'HUMAN_CLASSES', 'CLASSES', 'CLASS_RADAR',
-           'SCATTERERS', 'RadarConfig', 'Scatterers', 'ellipsoid_rcs', 'radar_return', 'add_noise', 'spectrogram',
+           'SCATTERERS', 'RadarConfig', 'Scatterers', 'ellipsoid_rcs', 'radar_return', 'add_radar_noise', 'spectrogram',
            'doppler_image', 'to_image', 'leg_length', 'human_joints', 'human_scatterers', 'boulic_walk',
            'walk_scatterers', 'simulate_signal', 'render', 'run_pose', 'run_scatterers', 'limp_pose', 'limp_scatterers',
            'box_pose', 'box_scatterers', 'jump_pose', 'jump_scatterers', 'drone_scatterers', 'bird_scatterers',
@@ -136,7 +136,7 @@ def radar_return(scat:Scatterers, # scatterer trajectories
     return terms if per_scatterer else terms.sum(-1)
 
 # %% ../nbs/01_simulate.ipynb #9369f7f4
-def add_noise(s:np.ndarray, # complex baseband signal
+def add_radar_noise(s:np.ndarray, # complex baseband signal
               snr_db:float|None, # signal-to-noise ratio in dB (mean signal power / noise power); None: none
               rng:np.random.Generator # random generator
              ) -> np.ndarray:
@@ -362,7 +362,7 @@ def simulate_signal(scat:Scatterers, # scatterer trajectories over `radar.times`
     v_max = float(vr.max())
     if check: radar.check_velocity(v_max)
     s = radar_return(scat, rp, radar.wavelength)
-    return add_noise(s, radar.snr_db, default(rng, lambda: np.random.default_rng(0))), rp, v_max
+    return add_radar_noise(s, radar.snr_db, default(rng, lambda: np.random.default_rng(0))), rp, v_max
 
 def render(s:np.ndarray, # complex baseband signal
            radar:RadarConfig, # its radar

@@ -7,7 +7,7 @@ Docs: https://mdaug.github.io/mdaug/train.html.md"""
 # %% ../nbs/07_train.ipynb #8c2f5547
 from __future__ import annotations
 import os, sys, copy, json, math, time, shutil, hashlib, warnings, contextlib, importlib.util
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
 import torch
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from .core import (exists, default, get_profile, seed_everything, atomic_dir, atomic_write, save_json, load_json,
-                        image_grid, default_device, add_fn_args, make_accelerator)
+                        image_grid, default_device, add_fn_args, make_accelerator, check_fields)
 from .schedules import make_alphas_cumprod, add_noise, get_velocity
 from .unet import build_unet, UNET_PRESETS
 from .vqvae import infinite_batches
@@ -89,8 +89,7 @@ class TrainSettings:
     @classmethod
     def from_dict(cls, d:dict):
         "Settings from a dict, rejecting unknown keys with the list of valid ones."
-        bad = set(d) - {f.name for f in fields(cls)}
-        if bad: raise ValueError(f"unknown training setting(s) {sorted(bad)}: valid settings are {[f.name for f in fields(cls)]}")
+        check_fields(cls, d, 'training setting')
         return cls(**d).validate()
 
 # %% ../nbs/07_train.ipynb #77fab99c

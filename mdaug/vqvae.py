@@ -7,7 +7,7 @@ Docs: https://mdaug.github.io/mdaug/vqvae.html.md"""
 # %% ../nbs/03_vqvae.ipynb #c84c6052
 from __future__ import annotations
 import math, time, shutil, warnings
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
 import torch
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .core import (exists, default, seed_everything, image_grid, get_profile, atomic_dir, atomic_write,
-                        save_json, load_json, make_accelerator)
+                        save_json, load_json, make_accelerator, check_fields)
 
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'PRESETS', 'VQConfig', 'make_config', 'build_vqvae', 'vq_forward', 'build_lpips', 'pixel_loss',
@@ -122,8 +122,7 @@ class VQConfig:
     @classmethod
     def from_dict(cls, d:dict):
         "A `VQConfig` from a dict, rejecting unknown keys with the list of valid ones."
-        bad = set(d) - {f.name for f in fields(cls)}
-        if bad: raise ValueError(f"unknown VQConfig setting(s) {sorted(bad)}: valid settings are {[f.name for f in fields(cls)]}")
+        check_fields(cls, d, 'VQConfig setting')
         return cls(**d)
 
 # %% ../nbs/03_vqvae.ipynb #5eac74cd
