@@ -19,14 +19,14 @@ from .core import (exists, default, get_profile, seed_everything, atomic_dir, at
                         image_grid, default_device, add_fn_args, make_accelerator, check_fields)
 from .schedules import make_alphas_cumprod, add_noise, get_velocity
 from .unet import build_unet, UNET_PRESETS
-from .vqvae import infinite_batches
+from .vqvae import infinite_batches, make_config, build_vqvae
 
 # %% auto #0
 __all__ = ['PRESETS', 'CKPT_PREFIX', 'TrainSettings', 'make_settings', 'encode_latents', 'file_digest', 'vqvae_fingerprint',
-           'files_fingerprint', 'cached_latents', 'drop_labels', 'diffusion_loss', 'training_alphas_cumprod',
-           'make_scheduler', 'sample_grid', 'list_checkpoints', 'find_checkpoint', 'save_checkpoint', 'load_checkpoint',
-           'rotate_checkpoints', 'save_ldm', 'load_vqvae', 'resolve_settings', 'check_shapes', 'train_ldm',
-           'cli_parser', 'main']
+           'files_fingerprint', 'cached_latents', 'cache_speedup_bound', 'drop_labels', 'diffusion_loss',
+           'training_alphas_cumprod', 'make_scheduler', 'sample_grid', 'list_checkpoints', 'find_checkpoint',
+           'save_checkpoint', 'load_checkpoint', 'rotate_checkpoints', 'save_ldm', 'load_vqvae', 'resolve_settings',
+           'check_shapes', 'train_ldm', 'cli_parser', 'main']
 
 # %% ../nbs/07_train.ipynb #823a76a4
 @dataclass
@@ -176,6 +176,26 @@ def cached_latents(vq, # a diffusers `VQModel`, loaded from `vq_path`
     with atomic_write(cache, 'wb') as f:
         f.write(st_save({'latents': z.contiguous(), 'labels': y}, metadata={'key': key, 'classes': json.dumps(list(ds.classes))}))
     return z, y
+
+# %% ../nbs/07_train.ipynb #d56cd7a6
+def cache_speedup_bound(vq_preset:str='cpu', # a key of `mdaug.vqvae.PRESETS`
+                        unet_preset:str='cpu', # a key of `mdaug.unet.UNET_PRESETS`
+                        image_size:int=128, # image side in pixels
+                        channels:int=3, # image channels
+                        num_classes:int=7 # classes of the conditional UNet
+                       ) -> dict:
+    "GFLOPs per image of one encoder forward and one UNet training step (forward + backward), and `1 + enc/step`."
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.device('meta'):
+        vq = build_vqvae(make_config('ci', preset=vq_preset, image_size=image_size, channels=channels))
+        with FlopCounterMode(display=False) as fc: z = vq.encode(torch.randn(1, channels, image_size, image_size)).latents
+        enc = fc.get_total_flops()
+        unet = build_unet(z.shape[-1], z.shape[1], num_classes, preset=unet_preset)
+        with FlopCounterMode(display=False) as fc:
+            unet(torch.randn(1, *z.shape[1:]), torch.full((1,), 10), torch.zeros(1, dtype=torch.long)).sample.float().pow(2).mean().backward()
+        step = fc.get_total_flops()
+    return dict(vq=vq_preset, unet=unet_preset, image_size=image_size, latent=tuple(z.shape[1:]),
+                encoder_gflops=round(enc / 1e9, 2), unet_step_gflops=round(step / 1e9, 2), bound=round(1 + enc / step, 2))
 
 # %% ../nbs/07_train.ipynb #0a27d3a6
 def drop_labels(labels:torch.Tensor, # (B,) class indices
