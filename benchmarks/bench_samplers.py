@@ -8,14 +8,14 @@ abs difference of the results (target <= 1e-5), and writes benchmarks/results/sa
     python benchmarks/bench_samplers.py --preset cpu --size 32 --batch 8 --steps 50 --repeats 7
     python benchmarks/bench_samplers.py --device cuda --preset gpu --size 32 --batch 64 --guidance 3
 """
-import argparse, json, platform, statistics, time
+import argparse, platform, statistics, time
 from pathlib import Path
 
 import torch
 from diffusers import DDIMScheduler
 
 from mdaug.samplers import ddim_sample
-from mdaug.unet import build_unet, Denoiser
+from mdaug.unet import build_unet
 from mdaug.core import save_json
 
 

@@ -102,7 +102,7 @@ def rss_mb():
 def one_preset(args, device):
     "Peak memory of one training step of `args.unet_preset` (run in a fresh process)."
     from mdaug.unet import build_unet
-    from mdaug.train import make_settings, training_alphas_cumprod, diffusion_loss
+    from mdaug.train import make_settings, training_alphas_cumprod
     side = args.image_size // 4
     warm = build_unet(8, 4, num_classes=2, preset='ci').to(device)   # load the kernels' libraries before measuring
     make_step(warm, training_alphas_cumprod(make_settings('ci')).to(device), 2, device)(torch.randn(1, 4, 8, 8, device=device), torch.zeros(1, dtype=torch.long, device=device))

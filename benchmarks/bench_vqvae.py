@@ -8,7 +8,7 @@ Quick check (< 2 min, shipped sample data):  python benchmarks/bench_vqvae.py
 Target run (simulates the cpu-profile set):   python benchmarks/bench_vqvae.py --simulate --steps 3000 --minutes 60
 """
 from __future__ import annotations
-import argparse, json, math, os, platform, shlex, sys, tempfile, time
+import argparse, os, platform, shlex, sys, tempfile, time
 from pathlib import Path
 
 import torch
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from mdaug.core import get_profile, sample_data, save_json, load_json
-from mdaug.vqvae import make_config, fit_vqvae, evaluate_vqvae, psnr, ssim, build_lpips
+from mdaug.vqvae import make_config, fit_vqvae, psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,6 @@ def main(argv=None):
     ap.add_argument('--results', default=str(ROOT/'benchmarks'/'results'/'vqvae.json'))
     a = ap.parse_args(argv)
 
-    prof = get_profile(a.profile)
     over = dict(steps=a.steps, levels=a.levels, lpips_pretrained_backbone=a.pretrained_lpips, num_workers=0)
     if a.eval_every: over['eval_every'] = a.eval_every
     else: over['eval_every'] = max(min(250, a.steps // 4), 1)

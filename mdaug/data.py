@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #2b59accc
 from __future__ import annotations
-import os, re, io, csv, sys, json, math, time, shutil, random, zipfile, tempfile, warnings, contextlib
+import os, re, io, csv, sys, time, shutil, random, zipfile, tempfile, warnings, contextlib
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -14,11 +14,11 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .core import (exists, default, image_to_tensor, tensor_to_image, image_grid, show_images, get_profile,
-                        atomic_dir, save_json, load_json, sample_data, seed_everything)
+from .core import (exists, default, image_to_tensor, show_images, get_profile, atomic_dir, save_json,
+                        load_json)
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'SIDECARS', 'find_images', 'class_of', 'layout_classes', 'read_metadata', 'subjects_of',

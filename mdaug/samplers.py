@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .core import exists, default
+from .core import exists
 
 # %% auto #0
 __all__ = ['SPACINGS', 'PREDICTION_TYPES', 'SAMPLERS', 'sampling_timesteps', 'model_fn', 'ddpm_sample', 'ddim_sample',

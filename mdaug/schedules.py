@@ -8,7 +8,6 @@ Docs: https://mdaug.github.io/mdaug/schedules.html.md"""
 from __future__ import annotations
 import math
 import torch
-from .core import exists, default
 
 # %% auto #0
 __all__ = ['BETA_SCHEDULES', 'linear_beta_schedule', 'scaled_linear_beta_schedule', 'cosine_beta_schedule',

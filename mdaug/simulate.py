@@ -7,14 +7,14 @@ Docs: https://mdaug.github.io/mdaug/simulate.html.md"""
 # %% ../nbs/01_simulate.ipynb #f693ddae
 from __future__ import annotations
 import csv, math, zlib, os
-from dataclasses import dataclass, asdict, field, replace
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from functools import partial
 
 import numpy as np
 from PIL import Image
 
-from .core import default, exists, get_profile, atomic_write, atomic_dir, save_json
+from .core import default, get_profile, atomic_write, atomic_dir, save_json
 
 # %% auto #0
 __all__ = ['C_LIGHT', 'BODY_FRACTIONS', 'BODY_RADII', 'SEGMENTS', 'POSE_KEYS', 'HUMAN_CLASSES', 'CLASSES', 'CLASS_RADAR',
@@ -420,7 +420,6 @@ def limp_pose(t:np.ndarray, # times in s
     off = 0. if side == 'r' else 0.5
     u = tau + w / (2 * np.pi) * np.sin(2 * np.pi * tau) + off
     pose = boulic_walk(u * Dc, height, speed, arm_swing)
-    o = 'r' if side == 'l' else 'l'
     pose[f'knee_{side}'] = 3 + (pose[f'knee_{side}'] - 3) * (1 - 0.6 * severity)
     pose[f'hip_{side}'] = pose[f'hip_{side}'] * (1 - 0.3 * severity)
     pose[f'shoulder_{side}'] = pose[f'shoulder_{side}'] * (1 - 0.5 * severity)

@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/train.html.md"""
 
 # %% ../nbs/07_train.ipynb #8c2f5547
 from __future__ import annotations
-import os, sys, copy, json, math, time, shutil, hashlib, warnings, contextlib, importlib.util
+import copy, json, math, time, shutil, hashlib, warnings, contextlib, importlib.util
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from .core import (exists, default, get_profile, seed_everything, atomic_dir, atomic_write, save_json, load_json,
-                        image_grid, default_device, add_fn_args, make_accelerator, check_fields)
+                        image_grid, add_fn_args, make_accelerator, check_fields)
 from .schedules import make_alphas_cumprod, add_noise, get_velocity
-from .unet import build_unet, UNET_PRESETS
+from .unet import build_unet, UNET_PRESETS, unet_cost
 from .vqvae import infinite_batches, make_config, build_vqvae
 
 # %% auto #0
@@ -189,13 +189,10 @@ def cache_speedup_bound(vq_preset:str='cpu', # a key of `mdaug.vqvae.PRESETS`
     with torch.device('meta'):
         vq = build_vqvae(make_config('ci', preset=vq_preset, image_size=image_size, channels=channels))
         with FlopCounterMode(display=False) as fc: z = vq.encode(torch.randn(1, channels, image_size, image_size)).latents
-        enc = fc.get_total_flops()
-        unet = build_unet(z.shape[-1], z.shape[1], num_classes, preset=unet_preset)
-        with FlopCounterMode(display=False) as fc:
-            unet(torch.randn(1, *z.shape[1:]), torch.full((1,), 10), torch.zeros(1, dtype=torch.long)).sample.float().pow(2).mean().backward()
-        step = fc.get_total_flops()
+    enc = fc.get_total_flops() / 1e9
+    step = unet_cost(unet_preset, z.shape[-1], z.shape[1], num_classes)['train_gflops']
     return dict(vq=vq_preset, unet=unet_preset, image_size=image_size, latent=tuple(z.shape[1:]),
-                encoder_gflops=round(enc / 1e9, 2), unet_step_gflops=round(step / 1e9, 2), bound=round(1 + enc / step, 2))
+                encoder_gflops=round(enc, 2), unet_step_gflops=round(step, 2), bound=round(1 + enc / step, 2))
 
 # %% ../nbs/07_train.ipynb #0a27d3a6
 def drop_labels(labels:torch.Tensor, # (B,) class indices

@@ -6,11 +6,10 @@ Docs: https://mdaug.github.io/mdaug/unet.html.md"""
 
 # %% ../nbs/05_unet.ipynb #d9be3c94
 from __future__ import annotations
-import math, time
+import time
 import torch
 from torch import nn
-import torch.nn.functional as F
-from .core import exists, default, get_profile
+from .core import default, get_profile
 
 # %% auto #0
 __all__ = ['UNET_PRESETS', 'build_unet', 'Denoiser', 'unet_cost']
@@ -75,13 +74,17 @@ def unet_cost(preset:str, # a key of UNET_PRESETS
               num_classes:int|None=7, # classes (None: unconditional)
               time_batch:int|None=None # if set, also time one CPU forward of this batch size (median of 3)
              ) -> dict:
-    "Parameters (millions), forward GFLOPs per latent and optionally CPU ms per forward for a UNet preset."
+    "Parameters (millions), GFLOPs per latent of a forward and of a training step (forward + backward), optionally CPU ms per forward."
     from torch.utils.flop_counter import FlopCounterMode
     args = lambda b: (torch.randn(b, in_channels, sample_size, sample_size), torch.full((b,), 10), None if num_classes is None else torch.zeros(b, dtype=torch.long))
     with torch.device('meta'):
         u = build_unet(sample_size, in_channels, num_classes, preset=preset)
         with FlopCounterMode(display=False) as fc: u(*args(1))
-    res = dict(preset=preset, params_M=round(sum(p.numel() for p in u.parameters()) / 1e6, 2), gflops=round(fc.get_total_flops() / 1e9, 2))
+        fwd = fc.get_total_flops()
+        with FlopCounterMode(display=False) as fc: u(*args(1)).sample.float().pow(2).mean().backward()
+        train = fc.get_total_flops()
+    res = dict(preset=preset, params_M=round(sum(p.numel() for p in u.parameters()) / 1e6, 2),
+               gflops=round(fwd / 1e9, 3), train_gflops=round(train / 1e9, 3))
     if time_batch:
         u = build_unet(sample_size, in_channels, num_classes, preset=preset).eval(); a = args(time_batch)
         with torch.no_grad():

@@ -6,8 +6,8 @@ Docs: https://mdaug.github.io/mdaug/vqvae.html.md"""
 
 # %% ../nbs/03_vqvae.ipynb #c84c6052
 from __future__ import annotations
-import math, time, shutil, warnings
-from dataclasses import dataclass, asdict, replace
+import math, time, warnings
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import torch

@@ -1,5 +1,5 @@
 "The installed `mdaug` command, run as a user would: a separate process on real files."
-import csv, json, os, shutil, subprocess, sys
+import csv, json, os, shutil, subprocess
 from pathlib import Path
 
 import numpy as np

@@ -1,5 +1,4 @@
 "Run every lesson notebook through nbdev's own test runner (honours `#| eval: false` and the `slow` flag)."
-import os
 import pytest
 from nbdev.config import get_config
 from nbdev.test import test_nb as run_notebook

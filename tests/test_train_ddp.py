@@ -1,6 +1,5 @@
 "Two processes over gloo (torchrun on CPU) train a few steps: identical weights on both ranks, one checkpoint, one log."
 import os, sys, json, subprocess
-from pathlib import Path
 import fastcore.test as fct
 
 from conftest import ROOT

@@ -1,5 +1,5 @@
 "A NaN loss stops training with a clear message, and the last good checkpoint stays the newest."
-import pytest, torch
+import pytest
 import fastcore.test as fct
 from test_train_fixtures import make_data, make_vqvae
 

@@ -1,7 +1,6 @@
 "A run killed with SIGKILL after a checkpoint resumes from it and repeats the losses of an uninterrupted run."
 import os, sys, json, time, signal, subprocess, threading
 from pathlib import Path
-import torch
 import fastcore.test as fct
 from safetensors.torch import load_file
 

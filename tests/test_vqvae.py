@@ -1,12 +1,10 @@
 "VQ-VAE training: runs to a folder, kill and resume, atomic checkpoints, config errors, loading with diffusers."
 import math, os, signal, subprocess, sys, time
-from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import Dataset
 
-from conftest import ROOT
 from mdaug.core import sample_data, load_json
 from mdaug import vqvae
 from mdaug.vqvae import make_config, fit_vqvae, train_vqvae, psnr, VQConfig
