@@ -1,4 +1,4 @@
-"""One command for every stage: simulate, prepare, train, and the demo that chains them.
+"""One command for every stage: simulate, prepare, train, generate, augment, and the demo that shows them together.
 
 Docs: https://mdaug.github.io/mdaug/cli.html.md"""
 
@@ -6,44 +6,116 @@ Docs: https://mdaug.github.io/mdaug/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #9d994e77
 from __future__ import annotations
-import argparse, importlib, inspect, os, sys, time
+import argparse, importlib, inspect, os, platform, sys, time
 from pathlib import Path
 
-from .core import get_profile, PROFILES, image_grid, add_fn_args
+import torch
+from .core import get_profile, PROFILES, add_fn_args, save_json, load_json, image_to_tensor
 
 # %% auto #0
 __all__ = ['COMMANDS', 'SKIP', 'USER_ERRORS', 'demo', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #00c12273
-def demo(out:str='runs/demo', # output folder
+def _nearest_check(aug:Path, channels:int) -> dict:
+    "Per class: share of generated images whose nearest real image (RMS) is of the same class, and median distances."
+    from PIL import Image
+    from mdaug.generate import read_rows, nearest
+    rows = read_rows(aug)
+    load = lambda rs: torch.stack([image_to_tensor(Image.open(aug/r['file']), channels) for r in rs])
+    real = [r for r in rows if r['generated'] == '0']; gen = [r for r in rows if r['generated'] == '1']
+    if not real or not gen: return {}
+    xr, xg = load(real), load(gen)
+    dg, ig = nearest(xg, xr); dr, ir = nearest(xr, xr, exclude_self=True)
+    out = {}
+    for c in dict.fromkeys(r['class'] for r in rows):
+        k = [i for i, r in enumerate(gen) if r['class'] == c]; kr = [i for i, r in enumerate(real) if r['class'] == c]
+        if not k: continue
+        out[c] = dict(same_class=sum(real[ig[i]]['class'] == c for i in k) / len(k), gen_to_real=float(dg[k].median()),
+                      real_to_real=float(dr[kr].median()) if kr else float('nan'))
+    return out
+
+def _report(out:Path, info:dict) -> str:
+    "The demo's report as markdown."
+    g, m, nn = info['generation'], info['model'], info['nearest']
+    lines = ["# mdaug demo", "",
+             f"Made by `mdaug demo` in {info['seconds']:.0f} s on {info['device']} ({info['machine']}, torch {torch.__version__}).", "",
+             "![Real (left) and generated (right) spectrograms, one row per class](grid.png)", "",
+             "## Data", "",
+             f"`real/`: the simulated sample dataset (seed {info['seed']}; the model never saw it). `augmented/`: the real images and the generated "
+             f"ones side by side, listed in `augmented/metadata.csv` (column `generated`).", "",
+             "| class | real | generated | total |", "|---|---:|---:|---:|"]
+    for c, (r, n) in info['counts'].items(): lines.append(f"| {c} | {r} | {n} | {r + n} |")
+    lines += ["", "## Model", "",
+              f"`{m['path']}`, identity `{m['id']}` (SHA-256 of its weights), {m['classes']} classes, {m['image_size']} px, "
+              f"{m['channels']} channel(s); diffusion steps trained: {m.get('steps_trained', 'unknown')}; "
+              f"VQ-VAE PSNR on its validation images: {m['vq_psnr']:.1f} dB." if m.get('vq_psnr') else "", "",
+              "## Generation", "",
+              f"{g['images']} images with `{g['sampler']}`, {g['steps']} steps, guidance {g['guidance_scale']:g}, in {g['seconds']:.1f} s "
+              f"({g['seconds'] / max(g['images'], 1):.2f} s per image). Each row of `augmented/metadata.csv` holds the seed and settings "
+              f"that make its image again (`mdaug.generate.regenerate`).", "",
+              "## How close are the generated images to real ones?", "",
+              "For each generated image, the nearest real image of the demo's set (RMS distance over pixels in [-1, 1]), against real "
+              "images' distance to their nearest other real image. 'Same class' is the share of generated images whose nearest real image "
+              "is of the class they were generated for.", "",
+              "| class | same class | generated -> nearest real (median) | real -> nearest other real (median) |", "|---|---:|---:|---:|"]
+    for c, v in nn.items(): lines.append(f"| {c} | {v['same_class']:.0%} | {v['gen_to_real']:.3f} | {v['real_to_real']:.3f} |")
+    lines += ["", "Next: `mdaug generate --help`, `mdaug augment --help`, and `mdaug fit my_data --out runs/mine` for your own data.", ""]
+    return '\n'.join(lines)
+
+def demo(out:str='runs/demo', # output folder (running the demo again adds nothing and overwrites nothing)
+         model:str|None=None, # a model folder; None: the shipped model
+         per_class:int|None=None, # generated images per class; None: 8 (1 with the `ci` profile)
+         sampler:str='dpmpp_2m', # 'ddpm', 'ddim', 'plms' or 'dpmpp_2m'
+         steps:int|None=None, # sampler steps; None: 20 (2 with the `ci` profile)
          profile:str|None=None, # run profile 'ci', 'cpu' or 'gpu' (None: automatic)
-         seed:int=0, # simulation seed
-         n_workers:int|None=None, # worker processes; None: all cores
-         progress:bool=True): # show progress bars
-    "Simulate a dataset, prepare it and write a per-class grid image; returns the grid's path."
+         seed:int=0, # simulation seed (0 makes the shipped sample set)
+         progress:bool=True # show progress bars
+        ) -> Path:
+    "Simulate the sample data, generate every class with the shipped model, write an augmented dataset, a grid and a report; returns the report."
     from mdaug.simulate import simulate_dataset
-    from mdaug.data import prepare, SpectrogramDataset
-    p, out = get_profile(profile), Path(out)
-    t0 = time.time()
-    simulate_dataset(out/'sim', n_subjects=p.sim_subjects, n_per_subject=p.sim_per_subject, image_size=128,
-                     channels=3, seed=seed, n_workers=n_workers, progress=progress)
-    rep = prepare(out/'sim', out/'prepared', image_size=p.image_size, channels=p.channels, n_workers=n_workers, progress=False)
-    ds = SpectrogramDataset(out/'prepared', channels=p.channels)
-    per_row = min(8, min(ds.labels.count(i) for i in range(len(ds.classes))))
-    rows = [[i for i, l in enumerate(ds.labels) if l == c][:per_row] for c in range(len(ds.classes))]
-    grid = image_grid([ds[j][0] for r in rows for j in r], ncols=per_row)
-    grid.save(out/'grid.png')
-    print(f"{rep.n_ok} spectrograms of {len(ds.classes)} classes ({', '.join(ds.classes)}) in {time.time()-t0:.1f}s; "
-          f"one row per class in {out/'grid.png'}")
-    return out/'grid.png'
+    from mdaug.generate import load_pipeline, model_id, augment, augmented_grid, read_rows, check_sampling
+    from mdaug.core import atomic_write
+    t0, p, out = time.time(), get_profile(profile), Path(out)
+    ci = p.name == 'ci'
+    per_class, steps = per_class if per_class is not None else (1 if ci else 8), steps if steps is not None else (2 if ci else 20)
+    check_sampling(sampler, steps, 16, per_class)
+    if out.exists() and any(out.iterdir()) and not (out/'demo.json').is_file():
+        raise FileExistsError(f"{out} holds other files: choose a new folder for the demo (e.g. --out runs/demo)")
+    out.mkdir(parents=True, exist_ok=True); save_json(dict(started=time.strftime('%Y-%m-%d %H:%M:%S')), out/'demo.json')
+    pipe = load_pipeline(model)
+    n_sub, n_per = min(3, p.sim_subjects), min(4, p.sim_per_subject)
+    simulate_dataset(out/'real', n_subjects=n_sub, n_per_subject=n_per, image_size=pipe.image_size, channels=pipe.channels,
+                     seed=seed, progress=progress)
+    n_gen = lambda: sum(r['generated'] == '1' for r in read_rows(out/'augmented'))
+    tg = time.time(); before = n_gen()
+    augment(out/'real', pipe, out/'augmented', per_class=n_sub * n_per + per_class, sampler=sampler, steps=steps, progress=progress)
+    rows = read_rows(out/'augmented'); gen_s = time.time() - tg
+    with atomic_write(out/'grid.png', 'wb') as f: augmented_grid(out/'augmented', n=4).save(f, format='PNG')
+    meta = load_json(Path(pipe._mdaug_path)/'mdaug.json') if (Path(pipe._mdaug_path)/'mdaug.json').is_file() else {}
+    vqm = Path(pipe._mdaug_path)/'vqvae'/'metrics.json'
+    counts = {c: tuple(sum(r['class'] == c and r['generated'] == g for r in rows) for g in ('0', '1')) for c in dict.fromkeys(r['class'] for r in rows)}
+    info = dict(seconds=time.time() - t0, device=pipe.device.type, machine=f"{platform.machine()}, {os.cpu_count()} cores", seed=seed,
+                counts=counts, model=dict(path=pipe._mdaug_path, id=model_id(pipe), classes=len(pipe.classes), image_size=pipe.image_size,
+                                          channels=pipe.channels, steps_trained=meta.get('steps_trained'),
+                                          vq_psnr=load_json(vqm).get('psnr') if vqm.is_file() else None),
+                generation=dict(images=n_gen() - before, sampler=sampler, steps=steps, guidance_scale=2., seconds=gen_s),
+                nearest=_nearest_check(out/'augmented', pipe.channels))
+    with atomic_write(out/'report.md') as f: f.write(_report(out, info))
+    save_json(info, out/'demo.json')
+    print(f"{sum(a for a, b in counts.values())} real + {sum(b for a, b in counts.values())} generated spectrograms of {len(counts)} classes "
+          f"in {out/'augmented'}; grid {out/'grid.png'}; report {out/'report.md'} ({info['seconds']:.0f} s)")
+    return out/'report.md'
 
 # %% ../nbs/11_cli.ipynb #ff2e40e7
 COMMANDS = {
     'simulate':    ('mdaug.simulate:simulate_dataset', (), 'simulate a labelled micro-Doppler dataset'),
-    'prep':        ('mdaug.data:prepare', ('src', 'out'), 'prepare images for training (resize, channels, bad files)'),
-    'train-vqvae': ('mdaug.vqvae:train_vqvae', (), 'train the VQ-VAE first stage'),
-    'train-ldm':   ('mdaug.train:train_ldm', (), 'train the latent diffusion model (single process; use accelerate launch -m mdaug.train for many)'),
-    'demo':        ('mdaug.cli:demo', (), 'simulate, prepare and write a grid of every class'),
+    'prep':        ('mdaug.data:prepare', ('src',), 'prepare images for training (resize, channels, bad files)'),
+    'train-vqvae': ('mdaug.vqvae:train_vqvae', ('data',), 'train the VQ-VAE first stage'),
+    'train-ldm':   ('mdaug.train:train_ldm', ('data', 'vqvae'), 'train the latent diffusion model (single process; use accelerate launch -m mdaug.train for many)'),
+    'fit':         ('mdaug.generate:fit', ('data',), 'prepare your data and train both stages into one model folder (resumable)'),
+    'generate':    ('mdaug.generate:generate', ('model',), 'generate labelled spectrograms to files with metadata'),
+    'augment':     ('mdaug.generate:augment', ('data', 'model'), 'write an augmented dataset: real and generated images side by side'),
+    'demo':        ('mdaug.cli:demo', (), 'the main job on the shipped data and model: generate, augment, grid and report'),
 }
 SKIP = ('on_step',) # Python-only parameters
 
@@ -51,7 +123,7 @@ class _Help(argparse.HelpFormatter):
     "Show a default in the help only when there is one worth showing."
     def _get_help_string(self, action):
         h = action.help or ''
-        if action.option_strings and action.default not in (None, True, False, argparse.SUPPRESS): h += ' (default: %(default)s)'
+        if action.default not in (None, True, False, argparse.SUPPRESS) and (action.option_strings or action.nargs == '?'): h += ' (default: %(default)s)'
         return h
 
 def _load(target:str):
@@ -59,15 +131,17 @@ def _load(target:str):
     return getattr(importlib.import_module(mod), fn)
 
 # %% ../nbs/11_cli.ipynb #4e173433
-def build_parser(commands:dict|None=None # name -> (module:function, positional names, help); default `COMMANDS`
+def build_parser(commands:dict|None=None, # name -> (module:function, positional names, help); default `COMMANDS`
+                 only:str|None=None # build only this subcommand's options (the others are listed by name); None: all
                 ) -> argparse.ArgumentParser:
     "The `mdaug` argument parser: one subcommand per stage, options from each function's signature."
     p = argparse.ArgumentParser(prog='mdaug', description='Micro-Doppler data augmentation with a VQ-VAE and latent diffusion.')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for name, (target, pos, hlp) in (commands or COMMANDS).items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=hlp, description=hlp); continue
         fn = _load(target)
-        s = sub.add_parser(name, help=hlp, description=(fn.__doc__ or hlp),
-                           formatter_class=_Help)
+        s = sub.add_parser(name, help=hlp, description=(fn.__doc__ or hlp), formatter_class=_Help)
         add_fn_args(s, fn, pos=pos, skip=SKIP)
         if 'profile' not in inspect.signature(fn).parameters:
             s.add_argument('--profile', dest='_profile', choices=sorted(PROFILES), help='run profile for default sizes')
@@ -80,13 +154,21 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsErro
 def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         ) -> int:
     "Entry point of the `mdaug` command."
-    a = vars(build_parser().parse_args(argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((o for o in argv if not o.startswith('-')), None)
+    a = vars(build_parser(only=first if first in COMMANDS else '').parse_args(argv))
     cmd, fn, prof = a.pop('command'), a.pop('_fn'), a.pop('_profile', None)
     if prof: os.environ['MDAUG_PROFILE'] = prof
     try: res = fn(**a)
     except USER_ERRORS as e:
         print(f"mdaug {cmd}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mdaug {cmd}: interrupted; what was finished is kept (run the same command again to continue where it can)", file=sys.stderr)
+        return 130
     if cmd == 'prep' and not a.get('progress', True): print(res)  # with progress on, `prepare` prints its summary itself
     elif res is not None and cmd != 'prep': print(res)
     return 0
+
+# %% ../nbs/11_cli.ipynb #4baad380
+if __name__ == '__main__' and globals().get('__spec__') is not None: sys.exit(main())

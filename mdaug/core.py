@@ -16,8 +16,9 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['PROFILES', 'exists', 'default', 'default_device', 'default_dtype', 'seed_everything', 'image_to_tensor',
-           'tensor_to_image', 'image_grid', 'show_images', 'Profile', 'check_fields', 'in_test', 'get_profile',
-           'atomic_write', 'atomic_dir', 'save_json', 'load_json', 'make_accelerator', 'sample_data', 'add_fn_args']
+           'tensor_to_image', 'image_grid', 'show_images', 'labelled_grid', 'Profile', 'check_fields', 'in_test',
+           'get_profile', 'atomic_write', 'atomic_dir', 'save_json', 'load_json', 'make_accelerator', 'shipped',
+           'sample_data', 'add_fn_args']
 
 # %% ../nbs/00_core.ipynb #237293c8
 def exists(x): 
@@ -110,6 +111,41 @@ def show_images(images, # as for `image_grid`
     if suptitle: fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/00_core.ipynb #1377742f
+def _font(size:int):
+    "PIL's built-in font at `size` pixels (Pillow >= 10.1), else its fixed bitmap font."
+    from PIL import ImageFont
+    try: return ImageFont.load_default(size=size)
+    except TypeError: return ImageFont.load_default()
+
+def labelled_grid(rows:dict, # row title -> images (a batch tensor in [-1, 1], or a list of PIL images / tensors)
+                  ncols:int|None=None, # tiles per row; default: the longest row
+                  header:list|None=None, # optional column titles, one per column
+                  pad:int=2, # pixels between tiles
+                  font_size:int|None=None # text height in pixels; default: a fifth of a tile, at least 10
+                 ) -> Image.Image:
+    "One row of tiles per key of `rows`, its title written on the left; missing tiles stay blank."
+    from PIL import ImageDraw
+    if not rows: raise ValueError("labelled_grid needs at least one row")
+    ims = {k: [tensor_to_image(o) if isinstance(o, torch.Tensor) else o for o in v] for k, v in rows.items()}
+    ncols = default(ncols, max(len(v) for v in ims.values()))
+    tiles = [o for v in ims.values() for o in v]
+    if not tiles: raise ValueError("labelled_grid needs at least one image")
+    w, h = max(o.width for o in tiles), max(o.height for o in tiles)
+    font = _font(default(font_size, max(10, h // 5)))
+    measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+    tw = lambda s: measure.textbbox((0, 0), str(s), font=font)[2]
+    left = max(tw(k) for k in ims) + 3 * pad
+    top = (max(measure.textbbox((0, 0), str(s), font=font)[3] for s in header) + 2 * pad) if header else 0
+    grid = Image.new('RGB', (left + ncols * (w + pad) - pad, top + len(ims) * (h + pad) - pad), 'white')
+    d = ImageDraw.Draw(grid)
+    for j, s in enumerate(header or []): d.text((left + j * (w + pad) + (w - tw(s)) // 2, pad), str(s), fill='black', font=font)
+    for i, (k, v) in enumerate(ims.items()):
+        y = top + i * (h + pad)
+        d.text((pad, y + h // 2), str(k), fill='black', font=font, anchor='lm')
+        for j, o in enumerate(v[:ncols]): grid.paste(o.convert('RGB'), (left + j * (w + pad), y))
+    return grid
 
 # %% ../nbs/00_core.ipynb #b8dd0fd1
 @dataclass(frozen=True)
@@ -218,15 +254,20 @@ def make_accelerator(**kwargs # passed to `accelerate.Accelerator`
     return acc
 
 # %% ../nbs/00_core.ipynb #a55a7cfd
-def sample_data(name:str='sample' # a folder under the repository's `data/`
-               ) -> Path:
-    "Path of the dataset `data/<name>` shipped with the repository."
+def shipped(name:str # a folder of the repository's `data/`, e.g. 'sample' or 'model'
+           ) -> Path:
+    "Path of `data/<name>`: inside the installed package (`mdaug/assets/`), next to a clone, or under the working folder."
     import mdaug
-    for root in (Path(mdaug.__file__).resolve().parents[1], Path.cwd(), Path.cwd().parent):
-        p = root/'data'/name
+    pkg = Path(mdaug.__file__).resolve().parent
+    for p in (pkg/'assets'/name, pkg.parent/'data'/name, Path.cwd()/'data'/name, Path.cwd().parent/'data'/name):
         if p.is_dir(): return p
-    raise FileNotFoundError(f"data/{name} not found next to the mdaug package or the working folder: clone the repository "
-                            f"(it ships data/{name}) or make a dataset with `mdaug simulate --out data/{name}`")
+    raise FileNotFoundError(f"data/{name} is neither in the installed package ({pkg/'assets'}) nor next to a clone: reinstall mdaug "
+                            f"(`pip install mdaug` or `pip install -e .` in a clone)" + (f", or make a dataset with `mdaug simulate --out data/{name}`" if name != 'model' else ''))
+
+def sample_data(name:str='sample' # a dataset folder of the repository's `data/`
+               ) -> Path:
+    "Path of the shipped dataset `data/<name>`."
+    return shipped(name)
 
 # %% ../nbs/00_core.ipynb #695c3c56
 def _str2bool(s:str) -> bool:
@@ -249,12 +290,12 @@ def add_fn_args(parser, # an `argparse.ArgumentParser` (or subparser)
         if k in skip or v.kind in (v.VAR_POSITIONAL, v.VAR_KEYWORD): continue
         h, opt, req = hints.get(k, str), '--' + k.replace('_', '-'), v.default is inspect.Parameter.empty
         if h is bool:
-            if v.default: parser.add_argument('--no-' + k.replace('_', '-'), dest=k, action='store_false', help=f"turn off: {docs[k]}")
+            if v.default: parser.add_argument('--no-' + k.replace('_', '-'), dest=k, action='store_false', help=f"do not {docs[k]}")
             else: parser.add_argument(opt, dest=k, action='store_true', help=docs[k])
             continue
         typ = next((t for t in typing.get_args(h) or (h,) if t is not type(None)), str)
         if typ is bool: typ = _str2bool  # an optional flag (`bool|None`) takes a value: --flag true/false
         elif typ not in (int, float, str, Path): typ = str
-        if k in pos: parser.add_argument(k, type=typ, help=docs[k])
+        if k in pos: parser.add_argument(k, type=typ, help=docs[k], **({} if req else dict(nargs='?', default=v.default)))
         else: parser.add_argument(opt, dest=k, type=typ, required=req, default=None if req else v.default, help=docs[k])
     return parser

@@ -29,7 +29,7 @@ __all__ = ['IMAGE_EXTS', 'SIDECARS', 'find_images', 'class_of', 'layout_classes'
 
 # %% ../nbs/02_data.ipynb #abf3ee5c
 IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pbm'}
-SIDECARS = {'metadata.csv', 'metadata.json', 'classes.json', 'prep_report.json'} # top-level files that describe the data
+SIDECARS = {'metadata.csv', 'metadata.json', 'classes.json', 'prep_report.json', 'generation.json'} # top-level files that describe the data
 
 def _hidden(rel:PurePosixPath) -> bool: return any(p.startswith('.') or p == '__MACOSX' for p in rel.parts)
 

@@ -351,23 +351,24 @@ def save_ldm(path, # the folder to write (replaced atomically)
              unet, # the UNet with the weights to keep (the EMA copy)
              vq_path, # the VQ-VAE folder used in training (copied in)
              s:TrainSettings, # the run's settings
-             classes:list, # class names in label order
+             classes:list, # class names in label order ([] for an unconditional model)
              extra:dict|None=None # more provenance for `mdaug.json`
             ) -> Path:
-    "Write the trained latent diffusion model as diffusers folders: unet/, scheduler/, vqvae/ and mdaug.json."
-    import diffusers
+    "Write the trained model as a diffusers pipeline folder (unet/, scheduler/, vqvae/, model_index.json) plus mdaug.json."
+    from diffusers import VQModel, LDMPipeline
+    from mdaug.generate import MDaugPipeline
+    vq = VQModel.from_pretrained(vq_path)
+    pipe = (MDaugPipeline(unet, vq, make_scheduler(s), list(classes)) if classes
+            else LDMPipeline(vqvae=vq, unet=unet, scheduler=make_scheduler(s)))
     with atomic_dir(path) as d:
-        unet.save_pretrained(d/'unet', safe_serialization=True)
-        make_scheduler(s).save_pretrained(d/'scheduler')
-        shutil.copytree(vq_path, d/'vqvae', ignore=shutil.ignore_patterns('.*'))
-        save_json({'_class_name': 'LDMPipeline', '_diffusers_version': diffusers.__version__, 'scheduler': ['diffusers', 'DDIMScheduler'],
-                   'unet': ['diffusers', 'UNet2DModel'], 'vqvae': ['diffusers', 'VQModel']}, d/'model_index.json')
-        vqc = load_json(d/'vqvae'/'config.json')
+        pipe.save_pretrained(d, safe_serialization=True)
+        for f in ('vq_config.json', 'metrics.json'):
+            if (Path(vq_path)/f).is_file(): shutil.copy(Path(vq_path)/f, d/'vqvae'/f)
         c = unet.config
         save_json(dict(classes=list(classes), num_classes=len(classes) or None,
                        null_class=(c.num_class_embeds - 1) if c.num_class_embeds else None, prediction_type=s.prediction_type,
                        image_size=s.image_size, channels=s.channels, latent_shape=[c.in_channels, c.sample_size, c.sample_size],
-                       scaling_factor=vqc.get('scaling_factor'), guidance_scale=s.guidance_scale, sample_steps=s.sample_steps,
+                       scaling_factor=vq.config.scaling_factor, guidance_scale=s.guidance_scale, sample_steps=s.sample_steps,
                        settings=s.to_dict()) | (extra or {}), d/'mdaug.json')
     return Path(path)
 
@@ -587,7 +588,7 @@ def train_ldm(data:str, # folder of spectrogram images (`<class>/*.png` or flat)
 def cli_parser():
     "An `argparse` parser with one `--option` per argument of `train_ldm` (help from its docments)."
     import argparse
-    return add_fn_args(argparse.ArgumentParser(prog='python -m mdaug.train', description=train_ldm.__doc__), train_ldm, skip=('on_step',))
+    return add_fn_args(argparse.ArgumentParser(prog='python -m mdaug.train', description=train_ldm.__doc__), train_ldm, pos=('data', 'vqvae'), skip=('on_step',))
 
 def main(argv:list|None=None # arguments (default: sys.argv[1:])
         ) -> Path:

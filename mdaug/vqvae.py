@@ -193,9 +193,9 @@ def build_lpips(net:str='vgg', # 'vgg' or 'alex'
             warnings.simplefilter('ignore')
             m = lpips.LPIPS(pretrained=True, net=net, pnet_rand=not pretrained_backbone, verbose=False)
     except Exception as e:
-        raise RuntimeError(f"could not load the pretrained {net!r} backbone for LPIPS (torchvision downloads it once; {type(e).__name__}: {e}). "
-                           f"Connect to the internet once, or set lpips_pretrained_backbone=False (random backbone, not the paper's metric) "
-                           f"or lpips_weight=0 (no perceptual loss).") from e
+        raise ConnectionError(f"could not load the pretrained {net!r} backbone for LPIPS (torchvision downloads it once; {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}). Connect to the internet once, or pass --lpips-pretrained-backbone false "
+                              f"(lpips_pretrained_backbone=False: a random backbone, not the paper's metric) or --lpips-weight 0 (no perceptual loss)") from e
     return m.eval().requires_grad_(False)
 
 def pixel_loss(x:torch.Tensor, rec:torch.Tensor, # images and reconstructions in [-1, 1]

@@ -9,7 +9,7 @@ from test_train_fixtures import make_data, make_vqvae
 def test_two_processes(tmp_path):
     data, vq, out = make_data(tmp_path/'data'), make_vqvae(tmp_path/'vq'), tmp_path/'ddp'
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'mdaug.train',
-           '--data', str(data), '--vqvae', str(vq), '--out', str(out), '--profile', 'ci', '--steps', '3', '--batch-size', '4',
+           str(data), str(vq), '--out', str(out), '--profile', 'ci', '--steps', '3', '--batch-size', '4',
            '--checkpoint-every', '100', '--sample-steps', '2', '--no-progress']
     env = os.environ | {'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

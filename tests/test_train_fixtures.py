@@ -29,3 +29,17 @@ def make_vqvae(path, image_size:int=32, channels:int=3) -> Path:
     vq.save_pretrained(path, safe_serialization=True)
     (Path(path)/'vq_config.json').write_text(json.dumps(cfg.to_dict()))
     return Path(path)
+
+
+def make_model(path, classes=('drone', 'run', 'walk'), image_size:int=32, channels:int=3) -> Path:
+    "Save an untrained `ci`-size class-conditional model as an `MDaugPipeline` folder (random weights: for mechanics, not pictures)."
+    import torch
+    from mdaug.train import make_settings, make_scheduler
+    from mdaug.unet import build_unet
+    from mdaug.generate import MDaugPipeline
+    from diffusers import VQModel
+    vq = VQModel.from_pretrained(make_vqvae(Path(path).parent/(Path(path).name + '_vq'), image_size, channels))
+    torch.manual_seed(1)
+    unet = build_unet(image_size // 4, vq.config.latent_channels, num_classes=len(classes) if classes else None, preset='ci')
+    MDaugPipeline(unet, vq, make_scheduler(make_settings('ci')), list(classes) if classes else None).save_pretrained(path)
+    return Path(path)

@@ -136,7 +136,7 @@ def test_lpips_backbone_failure_is_loud(monkeypatch):
         return real(*a, pnet_rand=pnet_rand, **k)
     real = lpips.LPIPS
     monkeypatch.setattr(lpips, 'LPIPS', no_net)
-    with pytest.raises(RuntimeError, match='lpips_pretrained_backbone=False'):
+    with pytest.raises(ConnectionError, match="lpips_pretrained_backbone=False"):
         vqvae.build_lpips('alex', pretrained_backbone=True)
     assert vqvae.build_lpips('alex', pretrained_backbone=False) is not None
 
