@@ -154,3 +154,29 @@ def test_fit_killed_in_the_ldm_stage_resumes(tmp_path):
     logs = [json.loads(l) for l in (out/'ldm'/'log.jsonl').read_text().splitlines()]
     assert [o['step'] for o in logs] == list(range(1, 41))
     assert load_pipeline(out, device='cpu').classes == ['drone', 'run', 'walk']
+
+
+def test_augment_links_real_images(model, tmp_path):
+    "With link=True the real images are links to the originals (nothing copied, nothing changed); generated ones are files."
+    data = make_data(tmp_path/'real', n_per_class=4)
+    before = _digest(data)
+    out = augment(str(data), str(model), str(tmp_path/'aug'), per_class=5, link=True, steps=2, progress=False)
+    rows = read_rows(out)
+    real = [out/r['file'] for r in rows if r['generated'] == '0']
+    assert len(real) == 12 and all(p.is_symlink() and p.resolve() == (data/p.relative_to(out)).resolve() for p in real)
+    assert all(not (out/r['file']).is_symlink() for r in rows if r['generated'] == '1')
+    assert _digest(data) == before and len(SpectrogramDataset(out)) == 15
+
+
+def test_folders_from_before_the_pipeline_class_still_load(model, tmp_path):
+    "Model folders written by the earlier save_ldm named diffusers' LDMPipeline even when class-conditional; they load with their classes."
+    import json, shutil
+    old = tmp_path/'old'; shutil.copytree(model, old)
+    index = json.loads((old/'model_index.json').read_text())
+    index['_class_name'] = 'LDMPipeline'; index.pop('classes')
+    (old/'model_index.json').write_text(json.dumps(index))
+    (old/'mdaug.json').write_text(json.dumps({'classes': ['drone', 'run', 'walk']}))
+    pipe = load_pipeline(old, device='cpu')
+    assert pipe.classes == ['drone', 'run', 'walk'] and model_id(pipe) == model_id(load_pipeline(model, device='cpu'))
+    with pytest.raises(ValueError, match='not an mdaug model'):
+        index['_class_name'] = 'StableDiffusionPipeline'; (old/'model_index.json').write_text(json.dumps(index)); load_pipeline(old)
