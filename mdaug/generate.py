@@ -427,7 +427,7 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
             progress:bool=True # show a progress bar
            ) -> Path:
     "Write real and generated images side by side in `out`, balancing classes to a target count or ratio; returns `out`."
-    from mdaug.data import SpectrogramDataset
+    from mdaug.data import SpectrogramDataset, open_image, BadImageError
     if (per_class is None) == (ratio is None):
         raise ValueError("pass exactly one of per_class (fill every class up to this many images) or ratio (generated images per real image)")
     check_sampling(sampler, steps, batch_size, per_class if exists(per_class) else ratio, eta)
@@ -445,9 +445,11 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
     if unknown: raise ValueError(f"the data has class(es) {unknown} that the model does not know (it knows {pipe.classes}): "
                                  f"train one on this data with `mdaug fit {data} --out RUN`")
     rows = claim_folder(out, 'augmented', pipe, data=str(data.resolve()))
-    have = {r['file'] for r in rows}
+    have, bad = {r['file'] for r in rows}, []
     for f, s, lab in zip(tqdm(real.files, disable=not progress, desc='real images', unit='img'), real.subjects, real.labels):
         if f.as_posix() in have: continue
+        try: open_image(data/f, min_size=1)
+        except BadImageError as e: bad.append(f"{f}: {e}"); continue   # reported, never copied into a training set
         _copy(data/f, out/f, link)
         rows.append({'file': f.as_posix(), 'class': real.classes[lab] if real.classes else '', 'subject': s or '', 'generated': 0,
                      'source': str((data/f).resolve())})
@@ -461,6 +463,7 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
         jobs += [pipe.classes.index(c) if c else None] * max(need, 0)
     write_batches(pipe, out, rows, jobs, next_seed(rows, seed), sampler, default(steps, get_profile().sample_steps), eta,
                   guidance_scale, batch_size, None, progress)
+    if bad: print(f"skipped {len(bad)} unreadable real image(s), not copied:\n  " + '\n  '.join(bad))
     if progress: print(augment_summary(out))
     return out
 

@@ -180,3 +180,17 @@ def test_folders_from_before_the_pipeline_class_still_load(model, tmp_path):
     assert pipe.classes == ['drone', 'run', 'walk'] and model_id(pipe) == model_id(load_pipeline(model, device='cpu'))
     with pytest.raises(ValueError, match='not an mdaug model'):
         index['_class_name'] = 'StableDiffusionPipeline'; (old/'model_index.json').write_text(json.dumps(index)); load_pipeline(old)
+
+
+def test_augment_skips_unreadable_real_images(model, tmp_path, capsys):
+    "A broken real file is reported and left out of the augmented set; the class is filled from the readable ones."
+    data = make_data(tmp_path/'real', n_per_class=4)
+    (data/'walk'/'s0_99.png').write_bytes(b'')
+    (data/'run'/'s1_98.png').write_bytes((data/'run'/'s1_1.png').read_bytes()[:100])
+    out = augment(str(data), str(model), str(tmp_path/'aug'), per_class=5, steps=2, progress=False)
+    err = capsys.readouterr().out
+    assert 'skipped 2 unreadable' in err and 's0_99.png' in err and 's1_98.png' in err
+    rows = read_rows(out)
+    assert not (out/'walk'/'s0_99.png').exists() and len(rows) == 15
+    assert sum(r['class'] == 'walk' and r['generated'] == '1' for r in rows) == 1
+    assert len(SpectrogramDataset(out)) == 15
