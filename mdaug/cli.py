@@ -47,8 +47,8 @@ def _report(out:Path, info:dict) -> str:
     for c, (r, n) in info['counts'].items(): lines.append(f"| {c} | {r} | {n} | {r + n} |")
     lines += ["", "## Model", "",
               f"`{m['path']}`, identity `{m['id']}` (SHA-256 of its weights), {m['classes']} classes, {m['image_size']} px, "
-              f"{m['channels']} channel(s); diffusion steps trained: {m.get('steps_trained', 'unknown')}; "
-              f"VQ-VAE PSNR on its validation images: {m['vq_psnr']:.1f} dB." if m.get('vq_psnr') else "", "",
+              f"{m['channels']} channel(s); diffusion steps trained: {m.get('steps_trained') or 'unknown'}"
+              + (f"; VQ-VAE PSNR on its validation images: {m['vq_psnr']:.1f} dB." if m.get('vq_psnr') else "."), "",
               "## Generation", "",
               f"{g['images']} images with `{g['sampler']}`, {g['steps']} steps, guidance {g['guidance_scale']:g}, in {g['seconds']:.1f} s "
               f"({g['seconds'] / max(g['images'], 1):.2f} s per image). Each row of `augmented/metadata.csv` holds the seed and settings "
@@ -67,18 +67,19 @@ def demo(out:str='runs/demo', # output folder (running the demo again adds nothi
          per_class:int|None=None, # generated images per class; None: 8 (1 with the `ci` profile)
          sampler:str='dpmpp_2m', # 'ddpm', 'ddim', 'plms' or 'dpmpp_2m'
          steps:int|None=None, # sampler steps; None: 20 (2 with the `ci` profile)
+         guidance_scale:float=2., # classifier-free guidance (1: none)
          profile:str|None=None, # run profile 'ci', 'cpu' or 'gpu' (None: automatic)
          seed:int=0, # simulation seed (0 makes the shipped sample set)
          progress:bool=True # show progress bars
         ) -> Path:
     "Simulate the sample data, generate every class with the shipped model, write an augmented dataset, a grid and a report; returns the report."
     from mdaug.simulate import simulate_dataset
-    from mdaug.generate import load_pipeline, model_id, augment, augmented_grid, read_rows, check_sampling
+    from mdaug.generate import load_pipeline, model_id, augment, augmented_grid, read_rows, check_sampling, class_counts
     from mdaug.core import atomic_write
     t0, p, out = time.time(), get_profile(profile), Path(out)
     ci = p.name == 'ci'
     per_class, steps = per_class if per_class is not None else (1 if ci else 8), steps if steps is not None else (2 if ci else 20)
-    check_sampling(sampler, steps, 16, per_class)
+    check_sampling(sampler, steps, count=per_class)
     if out.exists() and any(out.iterdir()) and not (out/'demo.json').is_file():
         raise FileExistsError(f"{out} holds other files: choose a new folder for the demo (e.g. --out runs/demo)")
     out.mkdir(parents=True, exist_ok=True); save_json(dict(started=time.strftime('%Y-%m-%d %H:%M:%S')), out/'demo.json')
@@ -88,17 +89,18 @@ def demo(out:str='runs/demo', # output folder (running the demo again adds nothi
                      seed=seed, progress=progress)
     n_gen = lambda: sum(r['generated'] == '1' for r in read_rows(out/'augmented'))
     tg = time.time(); before = n_gen()
-    augment(out/'real', pipe, out/'augmented', per_class=n_sub * n_per + per_class, sampler=sampler, steps=steps, progress=progress)
+    augment(out/'real', pipe, out/'augmented', per_class=n_sub * n_per + per_class, sampler=sampler, steps=steps,
+            guidance_scale=guidance_scale, progress=progress)
     rows = read_rows(out/'augmented'); gen_s = time.time() - tg
     with atomic_write(out/'grid.png', 'wb') as f: augmented_grid(out/'augmented', n=4).save(f, format='PNG')
     meta = load_json(Path(pipe._mdaug_path)/'mdaug.json') if (Path(pipe._mdaug_path)/'mdaug.json').is_file() else {}
     vqm = Path(pipe._mdaug_path)/'vqvae'/'metrics.json'
-    counts = {c: tuple(sum(r['class'] == c and r['generated'] == g for r in rows) for g in ('0', '1')) for c in dict.fromkeys(r['class'] for r in rows)}
+    counts = class_counts(rows)
     info = dict(seconds=time.time() - t0, device=pipe.device.type, machine=f"{platform.machine()}, {os.cpu_count()} cores", seed=seed,
                 counts=counts, model=dict(path=pipe._mdaug_path, id=model_id(pipe), classes=len(pipe.classes), image_size=pipe.image_size,
                                           channels=pipe.channels, steps_trained=meta.get('steps_trained'),
                                           vq_psnr=load_json(vqm).get('psnr') if vqm.is_file() else None),
-                generation=dict(images=n_gen() - before, sampler=sampler, steps=steps, guidance_scale=2., seconds=gen_s),
+                generation=dict(images=n_gen() - before, sampler=sampler, steps=steps, guidance_scale=guidance_scale, seconds=gen_s),
                 nearest=_nearest_check(out/'augmented', pipe.channels))
     with atomic_write(out/'report.md') as f: f.write(_report(out, info))
     save_json(info, out/'demo.json')

@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/generate.html.md"""
 
 # %% ../nbs/08_generate.ipynb #aa4ad354
 from __future__ import annotations
-import csv, hashlib, json, os, re, shutil, time
+import contextlib, csv, hashlib, json, os, re, shutil, time
 from pathlib import Path
 
 import torch
@@ -19,10 +19,19 @@ from .core import (exists, default, default_device, get_profile, atomic_write, a
 from .samplers import SAMPLERS
 
 # %% auto #0
-__all__ = ['DTYPES', 'MARKER', 'COLUMNS', 'MDaugPipeline', 'model_id', 'find_model', 'resolve_dtype', 'load_pipeline',
-           'export_model', 'read_rows', 'save_rows', 'claim_folder', 'next_seed', 'write_batches', 'check_sampling',
-           'generate', 'regenerate', 'sample_classes', 'class_grid', 'nearest', 'augment', 'augment_summary',
-           'augmented_grid', 'fit']
+__all__ = ['DTYPES', 'MARKER', 'COLUMNS', 'check_sampling', 'MDaugPipeline', 'model_id', 'quiet_diffusers', 'find_model',
+           'resolve_dtype', 'load_pipeline', 'export_model', 'read_rows', 'save_rows', 'claim_folder', 'next_seed',
+           'write_batches', 'generate', 'regenerate', 'sample_classes', 'class_grid', 'nearest', 'augment',
+           'class_counts', 'augment_summary', 'augmented_grid', 'fit']
+
+# %% ../nbs/08_generate.ipynb #b5d77489
+def check_sampling(sampler:str='ddim', steps:int|None=None, batch_size:int=16, count:float|None=None, eta:float=0.):
+    "Fail fast, before a model loads, on sampling settings that cannot work."
+    if sampler not in SAMPLERS: raise ValueError(f"unknown sampler {sampler!r}: choose one of {sorted(SAMPLERS)}")
+    if exists(steps) and steps < 1: raise ValueError(f"steps={steps} must be at least 1")
+    if batch_size < 1: raise ValueError(f"batch_size={batch_size} must be at least 1")
+    if exists(count) and count <= 0: raise ValueError(f"the number of images to generate must be positive, got {count}")
+    if eta and sampler != 'ddim': raise ValueError(f"eta={eta} only applies to the ddim sampler: use --sampler ddim or eta 0")
 
 # %% ../nbs/08_generate.ipynb #0b1138dc
 class MDaugPipeline(DiffusionPipeline):
@@ -82,8 +91,7 @@ class MDaugPipeline(DiffusionPipeline):
                        eta:float=0. # DDIM's eta
                       ) -> dict:
         "The arguments that make `sampler` follow this pipeline's scheduler config."
-        if sampler not in SAMPLERS: raise ValueError(f"unknown sampler {sampler!r}: choose one of {sorted(SAMPLERS)}")
-        if eta and sampler != 'ddim': raise ValueError(f"eta={eta} only applies to the ddim sampler: use sampler='ddim' or eta=0")
+        check_sampling(sampler, eta=eta)
         c = self.scheduler.config
         kw = dict(prediction_type=c.get('prediction_type', 'epsilon'))
         if sampler != 'dpmpp_2m': kw.update(timestep_spacing=c.get('timestep_spacing', 'leading'), steps_offset=c.get('steps_offset', 0))
@@ -114,7 +122,7 @@ class MDaugPipeline(DiffusionPipeline):
                  progress:bool=True): # show the sampler's progress bar
         "Sample images: noise -> our sampler on the UNet -> the VQ-VAE decoder."
         if output_type not in ('pil', 'np', 'pt', 'latent'): raise ValueError(f"output_type={output_type!r}: use 'pil', 'np', 'pt' or 'latent'")
-        if num_inference_steps < 1: raise ValueError(f"num_inference_steps={num_inference_steps} must be at least 1")
+        check_sampling(sampler, num_inference_steps, eta=eta)
         kw = self.sampler_kwargs(sampler, eta)
         labels = None if class_labels is None else self.label_ids(class_labels)
         B = len(labels) if exists(labels) else batch_size
@@ -152,6 +160,17 @@ def model_id(pipe # an `MDaugPipeline`
 # %% ../nbs/08_generate.ipynb #7d15b0cd
 DTYPES = dict(float32=torch.float32, bfloat16=torch.bfloat16, float16=torch.float16)
 
+@contextlib.contextmanager
+def quiet_diffusers():
+    "Silence diffusers' loading bars and notes (e.g. on casting) for the block; the caller's settings come back after it."
+    from diffusers.utils import logging as dlog
+    level, bars = dlog.get_verbosity(), dlog.is_progress_bar_enabled()
+    dlog.set_verbosity_error(); dlog.disable_progress_bar()
+    try: yield
+    finally:
+        dlog.set_verbosity(level)
+        if bars: dlog.enable_progress_bar()
+
 def find_model(model=None # a model folder, a run folder holding `model/`, or None for the shipped model
               ) -> Path:
     "The pipeline folder (the one holding `model_index.json`) that `model` names."
@@ -182,14 +201,11 @@ def load_pipeline(model=None, # a model folder, a run folder holding `model/`, a
                  ) -> MDaugPipeline:
     "Load an mdaug model as an `MDaugPipeline` on `device`, with its identity (`model_id`) computed from the float32 weights."
     if isinstance(model, DiffusionPipeline): return model
-    from diffusers.utils import logging as dlog
     p = find_model(model)
     dev = torch.device(default(device, lambda: default_device()))
     dt = resolve_dtype(dtype, dev)
     name = load_json(p/'model_index.json').get('_class_name')
-    level, bars = dlog.get_verbosity(), dlog.is_progress_bar_enabled()
-    dlog.set_verbosity_error(); dlog.disable_progress_bar()  # no loading bars or casting notes
-    try:
+    with quiet_diffusers():
         if name == 'MDaugPipeline': pipe = MDaugPipeline.from_pretrained(p)
         elif name == 'LDMPipeline' and all((p/k).is_dir() for k in ('unet', 'vqvae', 'scheduler')):
             from diffusers import UNet2DModel, VQModel, DDIMScheduler
@@ -200,9 +216,6 @@ def load_pipeline(model=None, # a model folder, a run folder holding `model/`, a
         model_id(pipe); pipe._mdaug_path = str(p)
         pipe.to(dev)
         if dt != torch.float32: pipe.to(dtype=dt)
-    finally:
-        dlog.set_verbosity(level)
-        if bars: dlog.enable_progress_bar()
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -215,17 +228,15 @@ def export_model(model, # a model folder (or a run folder holding `model/`)
     src = find_model(model)
     if dtype not in ('float16', 'bfloat16'): raise ValueError(f"dtype={dtype!r}: use 'float16' or 'bfloat16'")
     pipe = load_pipeline(src, device='cpu')
-    from diffusers.utils import logging as dlog
-    level = dlog.get_verbosity(); dlog.set_verbosity_error()
-    try: pipe.to(dtype=DTYPES[dtype])
-    finally: dlog.set_verbosity(level)
+    src_id = model_id(pipe)  # computed on the float32 weights at load
+    with quiet_diffusers(): pipe.to(dtype=DTYPES[dtype])
     with atomic_dir(out) as d:
         pipe.save_pretrained(d, safe_serialization=True)
         index = load_json(d/'model_index.json'); index.pop('_name_or_path', None); save_json(index, d/'model_index.json')
         for f in ('mdaug.json', 'vqvae/vq_config.json', 'vqvae/metrics.json'):
             if (src/f).is_file(): shutil.copy(src/f, d/f)
         meta = load_json(d/'mdaug.json') if (d/'mdaug.json').is_file() else {}
-        save_json(meta | dict(exported_from=model_id(load_pipeline(src, device='cpu')), storage_dtype=dtype), d/'mdaug.json')
+        save_json(meta | dict(exported_from=src_id, storage_dtype=dtype), d/'mdaug.json')
     return Path(out)
 
 # %% ../nbs/08_generate.ipynb #bdee0ca3
@@ -319,14 +330,6 @@ def write_batches(pipe, # an `MDaugPipeline`
 def _names(classes) -> list|None:
     if classes is None: return None
     return [c.strip() for c in classes.split(',') if c.strip()] if isinstance(classes, str) else list(classes)
-
-def check_sampling(sampler:str='ddim', steps:int|None=None, batch_size:int=16, count:float|None=None, eta:float=0.):
-    "Fail fast, before a model loads, on sampling settings that cannot work."
-    if sampler not in SAMPLERS: raise ValueError(f"unknown sampler {sampler!r}: choose one of {sorted(SAMPLERS)}")
-    if exists(steps) and steps < 1: raise ValueError(f"steps={steps} must be at least 1")
-    if batch_size < 1: raise ValueError(f"batch_size={batch_size} must be at least 1")
-    if exists(count) and count <= 0: raise ValueError(f"the number of images to generate must be positive, got {count}")
-    if eta and sampler != 'ddim': raise ValueError(f"eta={eta} only applies to the ddim sampler: use --sampler ddim or eta 0")
 
 def generate(model:str|None=None, # a model folder (from `mdaug fit` or `train_ldm`); omitted: the shipped model
              out:str='runs/generated', # output folder: <class>/gen_<seed>_<i>.png plus metadata.csv
@@ -455,10 +458,9 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
                      'source': str((data/f).resolve())})
     save_rows(out, rows)
     if real.classes: save_json({c: i for i, c in enumerate(real.classes)}, out/'classes.json')
-    count = lambda c, g: sum(r['class'] == c and str(r['generated']) == str(g) for r in rows)
-    jobs = []
+    counts, jobs = class_counts(rows), []
     for c in (real.classes or ['']):
-        n_real, n_gen = count(c, 0), count(c, 1)
+        n_real, n_gen = counts.get(c, (0, 0))
         need = per_class - n_real - n_gen if exists(per_class) else round(ratio * n_real) - n_gen
         jobs += [pipe.classes.index(c) if c else None] * max(need, 0)
     write_batches(pipe, out, rows, jobs, next_seed(rows, seed), sampler, default(steps, get_profile().sample_steps), eta,
@@ -467,14 +469,16 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
     if progress: print(augment_summary(out))
     return out
 
+def class_counts(rows:list[dict] # rows of an augmented (or generated) folder
+                ) -> dict:
+    "Class -> (real, generated) image counts, in the order classes first appear."
+    return {c: tuple(sum(r['class'] == c and str(r['generated']) == g for r in rows) for g in ('0', '1'))
+            for c in dict.fromkeys(r['class'] for r in rows)}
+
 def augment_summary(out # an augmented folder
                    ) -> str:
     "One line per class: real, generated and total images."
-    rows, lines = read_rows(out), []
-    for c in dict.fromkeys(r['class'] for r in rows):
-        n = [sum(r['class'] == c and str(r['generated']) == g for r in rows) for g in ('0', '1')]
-        lines.append(f"{c or '(all)':>12}: {n[0]:4d} real + {n[1]:4d} generated = {sum(n):4d}")
-    return f"{out}\n" + '\n'.join(lines)
+    return f"{out}\n" + '\n'.join(f"{c or '(all)':>12}: {a:4d} real + {b:4d} generated = {a + b:4d}" for c, (a, b) in class_counts(read_rows(out)).items())
 
 # %% ../nbs/08_generate.ipynb #4f496bb8
 def augmented_grid(out, # an augmented folder
