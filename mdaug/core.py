@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 # %% auto #0
-__all__ = ['PROFILES', 'exists', 'default', 'default_device', 'default_dtype', 'seed_everything', 'image_to_tensor',
-           'tensor_to_image', 'image_grid', 'show_images', 'labelled_grid', 'Profile', 'check_fields', 'in_test',
-           'get_profile', 'atomic_write', 'atomic_dir', 'save_json', 'load_json', 'make_accelerator', 'shipped',
-           'sample_data', 'add_fn_args']
+__all__ = ['PROFILES', 'SAMPLE_RECIPE', 'exists', 'default', 'default_device', 'default_dtype', 'seed_everything',
+           'image_to_tensor', 'tensor_to_image', 'image_grid', 'show_images', 'labelled_grid', 'Profile',
+           'check_fields', 'in_test', 'get_profile', 'atomic_write', 'atomic_dir', 'save_json', 'load_json',
+           'make_accelerator', 'shipped', 'cache_dir', 'folder_digests', 'sample_data', 'add_fn_args']
 
 # %% ../nbs/00_core.ipynb #237293c8
 def exists(x): 
@@ -254,20 +254,56 @@ def make_accelerator(**kwargs # passed to `accelerate.Accelerator`
     return acc
 
 # %% ../nbs/00_core.ipynb #a55a7cfd
-def shipped(name:str # a folder of the repository's `data/`, e.g. 'sample' or 'model'
+SAMPLE_RECIPE = dict(n_subjects=3, n_per_subject=4, seed=0) # how `data/sample` was simulated (data/README.md)
+
+def shipped(name:str # a file or folder of the repository's `data/`, e.g. 'sample' or 'model'
            ) -> Path:
     "Path of `data/<name>`: inside the installed package (`mdaug/assets/`), next to a clone, or under the working folder."
     import mdaug
     pkg = Path(mdaug.__file__).resolve().parent
     for p in (pkg/'assets'/name, pkg.parent/'data'/name, Path.cwd()/'data'/name, Path.cwd().parent/'data'/name):
-        if p.is_dir(): return p
+        if p.exists(): return p
     raise FileNotFoundError(f"data/{name} is neither in the installed package ({pkg/'assets'}) nor next to a clone: reinstall mdaug "
                             f"(`pip install mdaug` or `pip install -e .` in a clone)" + (f", or make a dataset with `mdaug simulate --out data/{name}`" if name != 'model' else ''))
 
+def cache_dir() -> Path:
+    "Where mdaug keeps what it makes for you: `$MDAUG_CACHE`, else `$XDG_CACHE_HOME/mdaug`, else `~/.cache/mdaug`."
+    return Path(os.environ.get('MDAUG_CACHE') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'mdaug')
+
+def folder_digests(root # a folder
+                  ) -> dict:
+    "SHA-256 of every file below `root`, by relative path."
+    import hashlib
+    root = Path(root)
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob('*')) if p.is_file()}
+
 def sample_data(name:str='sample' # a dataset folder of the repository's `data/`
                ) -> Path:
-    "Path of the shipped dataset `data/<name>`."
-    return shipped(name)
+    "Path of the sample dataset: `data/sample` of a clone, else simulated once into `cache_dir()` (the simulator is deterministic)."
+    try: return shipped(name)
+    except FileNotFoundError:
+        if name != 'sample': raise
+    import shutil
+    from mdaug.simulate import simulate_dataset
+    p = cache_dir()/name
+    if p.is_dir(): return p
+    print(f"mdaug: simulating the sample dataset into {p} (once; about 20 s on a CPU)", flush=True)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=p.parent, prefix=f'.{name}.', suffix='.tmp'))
+    try:
+        simulate_dataset(tmp, **SAMPLE_RECIPE, progress=False)
+        os.rename(tmp, p)
+    except OSError:  # another process finished first: keep its folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not p.is_dir(): raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+    want, got = load_json(shipped('sample_sha256.json')), folder_digests(p)
+    bad = [k for k in want if got.get(k) != want[k]]
+    print(f"mdaug: {len(got)} files, " + ("identical to the published sample set" if not bad else f"{len(bad)} of {len(want)} differ from "
+          "the published set (another NumPy/SciPy build rounds differently; the lessons do not depend on exact bytes)"))
+    return p
+
 
 # %% ../nbs/00_core.ipynb #695c3c56
 def _str2bool(s:str) -> bool:

@@ -21,8 +21,8 @@ from .samplers import SAMPLERS
 # %% auto #0
 __all__ = ['DTYPES', 'MARKER', 'COLUMNS', 'check_sampling', 'MDaugPipeline', 'model_id', 'quiet_diffusers', 'find_model',
            'resolve_dtype', 'load_pipeline', 'export_model', 'read_rows', 'save_rows', 'claim_folder', 'next_seed',
-           'write_batches', 'generate', 'regenerate', 'sample_classes', 'class_grid', 'nearest', 'augment',
-           'class_counts', 'augment_summary', 'augmented_grid', 'fit']
+           'write_rows', 'write_batches', 'generate', 'regenerate', 'sample_classes', 'class_grid', 'nearest',
+           'augment', 'class_counts', 'augment_summary', 'augmented_grid', 'fit']
 
 # %% ../nbs/08_generate.ipynb #b5d77489
 def check_sampling(sampler:str='ddim', steps:int|None=None, batch_size:int=16, count:float|None=None, eta:float=0.):
@@ -292,6 +292,29 @@ def next_seed(rows:list[dict], # rows of the folder
     return seed
 
 # %% ../nbs/08_generate.ipynb #d2bb964a
+def write_rows(pipe, # an `MDaugPipeline`
+               out, # the claimed folder
+               rows:list[dict], # its rows (extended in place)
+               labels:list, # the batch's class indices (None each: unconditional)
+               ims:list, # the PIL images the pipeline made for them
+               seed:int, # the batch's seed
+               sampler:str='ddim', steps:int=50, eta:float=0., guidance_scale:float=2. # the settings that made them
+              ) -> list[dict]:
+    "Write one sampled batch: its PNGs, then its metadata rows (everything `regenerate` needs). Returns the new rows."
+    out, batch, cond = Path(out), [], labels[0] is not None
+    g = guidance_scale if pipe.conditional else 1.
+    for i, (lab, im) in enumerate(zip(labels, ims)):
+        cls = pipe.classes[lab] if cond else ''
+        rel = f"{cls + '/' if cls else ''}gen_{seed:06d}_{i:03d}.png"
+        with atomic_write(out/rel, 'wb') as f: im.save(f, format='PNG')
+        batch.append({'file': rel, 'class': cls, 'subject': 'generated', 'generated': 1, 'label': lab if cond else '', 'sampler': sampler,
+                      'steps': steps, 'eta': eta, 'guidance_scale': g, 'seed': seed, 'index': i,
+                      'batch_labels': ' '.join(map(str, labels)) if cond else '', 'batch_size': len(labels), 'height': im.height,
+                      'width': im.width, 'dtype': str(pipe.unet.dtype).removeprefix('torch.'), 'device': pipe.device.type,
+                      'model_sha256': model_id(pipe)})
+    rows.extend(batch); save_rows(out, rows)
+    return batch
+
 def write_batches(pipe, # an `MDaugPipeline`
                   out, # the claimed folder
                   rows:list[dict], # its rows (extended in place)
@@ -303,25 +326,14 @@ def write_batches(pipe, # an `MDaugPipeline`
                   progress:bool=True # show a progress bar
                  ) -> list[dict]:
     "Generate one image per job in batches; write each batch's PNGs, then its rows. Returns the new rows."
-    out, new = Path(out), []
+    new = []
     g = guidance_scale if pipe.conditional else 1.
     bar = tqdm(total=len(jobs), disable=not progress, desc='generate', unit='img')
     for b in range(0, len(jobs), batch_size):
         labels, s = jobs[b:b + batch_size], seed + b // batch_size
-        cond = labels[0] is not None
-        ims = pipe(labels if cond else None, batch_size=len(labels), num_inference_steps=steps, guidance_scale=g, sampler=sampler, eta=eta,
-                   generator=torch.Generator().manual_seed(s), width=width, progress=False).images
-        batch = []
-        for i, (lab, im) in enumerate(zip(labels, ims)):
-            cls = pipe.classes[lab] if cond else ''
-            rel = f"{cls + '/' if cls else ''}gen_{s:06d}_{i:03d}.png"
-            with atomic_write(out/rel, 'wb') as f: im.save(f, format='PNG')
-            batch.append({'file': rel, 'class': cls, 'subject': 'generated', 'generated': 1, 'label': lab if cond else '', 'sampler': sampler,
-                          'steps': steps, 'eta': eta, 'guidance_scale': g, 'seed': s, 'index': i,
-                          'batch_labels': ' '.join(map(str, labels)) if cond else '', 'batch_size': len(labels), 'height': im.height,
-                          'width': im.width, 'dtype': str(pipe.unet.dtype).removeprefix('torch.'), 'device': pipe.device.type,
-                          'model_sha256': model_id(pipe)})
-        rows.extend(batch); new.extend(batch); save_rows(out, rows)
+        ims = pipe(labels if labels[0] is not None else None, batch_size=len(labels), num_inference_steps=steps, guidance_scale=g, sampler=sampler,
+                   eta=eta, generator=torch.Generator().manual_seed(s), width=width, progress=False).images
+        new.extend(write_rows(pipe, out, rows, labels, ims, s, sampler, steps, eta, g))
         bar.update(len(labels))
     bar.close()
     return new
