@@ -17,7 +17,7 @@ from .samplers import SAMPLERS
 from .schedules import make_alphas_cumprod, add_noise, snr
 
 # %% auto #0
-__all__ = ['png_bytes', 'Stopped', 'LiveSampler', 'schedule_plot', 'ScheduleExplorer', 'LatentExplorer']
+__all__ = ['png_bytes', 'WidgetView', 'Stopped', 'LiveSampler', 'schedule_plot', 'ScheduleExplorer', 'LatentExplorer']
 
 # %% ../nbs/10_widgets.ipynb #83e2bf04
 def png_bytes(img:Image.Image, # a PIL image
@@ -28,11 +28,21 @@ def png_bytes(img:Image.Image, # a PIL image
     b = io.BytesIO(); img.save(b, format='PNG')
     return b.getvalue()
 
+class WidgetView:
+    "Displays as its `widget`; on Colab it first turns on the widget manager that ipywidgets 8 needs there."
+    def _ipython_display_(self):
+        import sys
+        from IPython.display import display
+        if 'google.colab' in sys.modules:
+            from google.colab import output
+            output.enable_custom_widget_manager()
+        display(self.widget)
+
 # %% ../nbs/10_widgets.ipynb #d327734d
 class Stopped(Exception):
     "Raised inside the sampler's callback when Stop was pressed."
 
-class LiveSampler:
+class LiveSampler(WidgetView):
     "A widget that samples with the library's samplers and shows x_t and the predicted x_0 at every step (or every `every` steps)."
     def __init__(self, pipe=None, # an `MDaugPipeline`, a model folder, or None: the shipped model
                  steps:int|None=None, # default sampler steps (None: the run profile's, at most 50)
@@ -58,7 +68,7 @@ class LiveSampler:
         self.stop_button = W.Button(description='Stop', button_style='danger', icon='stop', disabled=True)
         self.save_button = W.Button(description='Save', icon='save', disabled=True)
         self.folder = W.Text(value='runs/live', description='save to', layout=W.Layout(width='300px'))
-        self.status = W.HTML('ready')
+        self.status, self.message = W.HTML('ready'), 'ready'
         blank = png_bytes(Image.new('RGB', (self.pipe.image_size, self.pipe.image_size), 'white'))
         self.x_t = W.Image(value=blank, format='png')
         self.x0 = W.Image(value=blank, format='png')
@@ -72,14 +82,12 @@ class LiveSampler:
             W.HBox([self.run_button, self.stop_button, self.save_button, self.folder]), self.status,
             W.HBox([col('x_t (decoded)', self.x_t), col('predicted x_0', self.x0), col('result', self.grid)])])
 
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
 
     @property
     def running(self) -> bool: return exists(self._thread) and self._thread.is_alive()
 
     def _say(self, msg:str, error:bool=False):
+        self.message = msg   # the status line as plain text
         self.status.value = f'<span style="color:#b00">{msg}</span>' if error else msg
 
     def read_settings(self) -> dict:
@@ -169,7 +177,7 @@ def schedule_plot(alphas_cumprod:torch.Tensor, # (T,) alpha-bar
     b = io.BytesIO(); fig.savefig(b, format='png'); b.seek(0)
     return Image.open(b).convert('RGB')
 
-class ScheduleExplorer:
+class ScheduleExplorer(WidgetView):
     "A slider over t: one spectrogram noised at t in pixel space and in latent space (decoded), on its schedule's plot."
     def __init__(self, image:torch.Tensor, # a spectrogram `(C, H, W)` in [-1, 1], at the model's size
                  pipe=None, # an `MDaugPipeline` (its VQ-VAE and schedule), a model folder, or None: the shipped model
@@ -196,9 +204,6 @@ class ScheduleExplorer:
                               W.HBox([col('noised pixels', self.pixel), col('noised latent, decoded', self.latent), col('schedule', self.plot)])])
         self.update()
 
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
 
     @torch.no_grad()
     def render(self, t:int, name:str|None=None) -> dict:
@@ -216,7 +221,7 @@ class ScheduleExplorer:
         self.plot.value = png_bytes(r['plot'])
 
 # %% ../nbs/10_widgets.ipynb #28545ceb
-class LatentExplorer:
+class LatentExplorer(WidgetView):
     "Decode one generated latent with a channel scaled and shifted: what each latent channel carries."
     def __init__(self, pipe=None, # an `MDaugPipeline`, a model folder, or None: the shipped model
                  label=None, # the class (name or index) to sample; None: the first
@@ -243,9 +248,6 @@ class LatentExplorer:
         self.original.value = png_bytes(tensor_to_image(self.pipe.decode(self.z)[0]), self.scale)
         self.update()
 
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
 
     def edit(self, channel:int, gain:float=1., shift:float=0.) -> torch.Tensor:
         "The latent with `channel` replaced by `gain * channel + shift`."
