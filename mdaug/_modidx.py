@@ -328,4 +328,5 @@ d = { 'settings': { 'branch': 'main',
                                'mdaug.widgets.WidgetView._ipython_display_': ( 'widgets.html#widgetview._ipython_display_',
                                                                                'mdaug/widgets.py'),
                                'mdaug.widgets.png_bytes': ('widgets.html#png_bytes', 'mdaug/widgets.py'),
-                               'mdaug.widgets.schedule_plot': ('widgets.html#schedule_plot', 'mdaug/widgets.py')}}}
+                               'mdaug.widgets.schedule_plot': ('widgets.html#schedule_plot', 'mdaug/widgets.py'),
+                               'mdaug.widgets.titled': ('widgets.html#titled', 'mdaug/widgets.py')}}}

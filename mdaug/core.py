@@ -284,9 +284,9 @@ def sample_data(name:str='sample' # a dataset folder of the repository's `data/`
     except FileNotFoundError:
         if name != 'sample': raise
     import shutil
-    from mdaug.simulate import simulate_dataset
     p = cache_dir()/name
     if p.is_dir(): return p
+    from mdaug.simulate import simulate_dataset
     print(f"mdaug: simulating the sample dataset into {p} (once; about 20 s on a CPU)", flush=True)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=p.parent, prefix=f'.{name}.', suffix='.tmp'))

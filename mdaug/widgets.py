@@ -17,7 +17,7 @@ from .samplers import SAMPLERS
 from .schedules import make_alphas_cumprod, add_noise, snr
 
 # %% auto #0
-__all__ = ['png_bytes', 'WidgetView', 'Stopped', 'LiveSampler', 'schedule_plot', 'ScheduleExplorer', 'LatentExplorer']
+__all__ = ['png_bytes', 'titled', 'WidgetView', 'Stopped', 'LiveSampler', 'schedule_plot', 'ScheduleExplorer', 'LatentExplorer']
 
 # %% ../nbs/10_widgets.ipynb #83e2bf04
 def png_bytes(img:Image.Image, # a PIL image
@@ -27,6 +27,11 @@ def png_bytes(img:Image.Image, # a PIL image
     if scale != 1: img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     b = io.BytesIO(); img.save(b, format='PNG')
     return b.getvalue()
+
+def titled(title:str, widget):
+    "`widget` under a bold title."
+    import ipywidgets as W
+    return W.VBox([W.HTML(f'<b>{title}</b>'), widget])
 
 class WidgetView:
     "Displays as its `widget`; on Colab it first turns on the widget manager that ipywidgets 8 needs there."
@@ -53,7 +58,7 @@ class LiveSampler(WidgetView):
         from mdaug.generate import load_pipeline
         self.pipe = load_pipeline(pipe)
         self.scale, self._thread, self._stop = scale, None, threading.Event()
-        self.images, self.frames, self.settings = None, [], None
+        self.images, self.frames, self.settings, self.step = None, [], None, 0
         names = self.pipe.classes or ['(unconditional)']
         lay = W.Layout(width='220px')
         self.sampler = W.Dropdown(options=[('DDPM', 'ddpm'), ('DDIM', 'ddim'), ('PLMS', 'plms'), ('DPM-Solver++(2M)', 'dpmpp_2m')], value='ddim', description='sampler', layout=lay)
@@ -73,14 +78,13 @@ class LiveSampler(WidgetView):
         self.x_t = W.Image(value=blank, format='png')
         self.x0 = W.Image(value=blank, format='png')
         self.grid = W.Image(value=blank, format='png')
-        col = lambda title, w: W.VBox([W.HTML(f'<b>{title}</b>'), w])
         self.run_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.save_button.on_click(lambda _: self.save())
         self.widget = W.VBox([
             W.HBox([W.VBox([self.sampler, self.steps, self.eta, self.guidance]), W.VBox([self.klass, self.n, self.seed, self.every])]),
             W.HBox([self.run_button, self.stop_button, self.save_button, self.folder]), self.status,
-            W.HBox([col('x_t (decoded)', self.x_t), col('predicted x_0', self.x0), col('result', self.grid)])])
+            W.HBox([titled('x_t (decoded)', self.x_t), titled('predicted x_0', self.x0), titled('result', self.grid)])])
 
 
     @property
@@ -105,7 +109,7 @@ class LiveSampler(WidgetView):
         if self.running: self._say('already sampling: press Stop first, or wait for this run to end', error=True); return False
         try: s = self.read_settings()
         except ValueError as e: self._say(f'not started: {e}', error=True); return False
-        self._stop.clear(); self.frames = []
+        self._stop.clear(); self.frames, self.images, self.step = [], None, 0   # a new run discards the last result
         self.run_button.disabled, self.stop_button.disabled, self.save_button.disabled = True, False, True
         self._thread = threading.Thread(target=self._work, args=(s,), daemon=True)
         self._thread.start()
@@ -131,7 +135,6 @@ class LiveSampler(WidgetView):
             self.step = i
             self._say(f"step {i}/{s['steps']} · {time.time() - t0:.1f} s")
         try:
-            self.step = 0
             labels = [s['label']] * s['n'] if exists(s['label']) else None
             out = pipe(labels, batch_size=s['n'], num_inference_steps=s['steps'], guidance_scale=s['guidance_scale'], sampler=s['sampler'],
                        eta=s['eta'], generator=torch.Generator().manual_seed(s['seed']), callback=callback, progress=False)
@@ -199,9 +202,8 @@ class ScheduleExplorer(WidgetView):
         self.t = W.IntSlider(value=T // 4, min=0, max=T - 1, description='t', continuous_update=False, layout=W.Layout(width='520px'))
         self.pixel, self.latent, self.plot = W.Image(format='png'), W.Image(format='png'), W.Image(format='png')
         for w in (self.schedule, self.t): w.observe(lambda _: self.update(), names='value')
-        col = lambda title, w: W.VBox([W.HTML(f'<b>{title}</b>'), w])
         self.widget = W.VBox([W.HBox([self.schedule, self.t]),
-                              W.HBox([col('noised pixels', self.pixel), col('noised latent, decoded', self.latent), col('schedule', self.plot)])])
+                              W.HBox([titled('noised pixels', self.pixel), titled('noised latent, decoded', self.latent), titled('schedule', self.plot)])])
         self.update()
 
 
@@ -242,9 +244,8 @@ class LatentExplorer(WidgetView):
         self.shift = W.FloatSlider(value=0., min=-3., max=3., step=0.25, description='shift', continuous_update=False)
         self.original, self.edited, self.map = W.Image(format='png'), W.Image(format='png'), W.Image(format='png')
         for w in (self.channel, self.gain, self.shift): w.observe(lambda _: self.update(), names='value')
-        col = lambda title, w: W.VBox([W.HTML(f'<b>{title}</b>'), w])
         self.widget = W.VBox([W.HBox([self.channel, self.gain, self.shift]),
-                              W.HBox([col('decoded sample', self.original), col('channel edited, decoded', self.edited), col('the channel', self.map)])])
+                              W.HBox([titled('decoded sample', self.original), titled('channel edited, decoded', self.edited), titled('the channel', self.map)])])
         self.original.value = png_bytes(tensor_to_image(self.pipe.decode(self.z)[0]), self.scale)
         self.update()
 
