@@ -27,8 +27,8 @@ def install_cell(nb):
 @pytest.mark.parametrize("nb", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_opens_in_colab_and_kaggle(nb):
     cs = cells(nb)
-    test_title, (kind, badges), (kind2, install) = cs[0], cs[1], cs[2]
-    assert test_title[1].startswith("# "), f"{nb.name}: the title cell must come first"
+    (_, title), (kind, badges), (kind2, install) = cs[0], cs[1], cs[2]
+    assert title.startswith("# "), f"{nb.name}: the title cell must come first"
     assert kind == "markdown" and kind2 == "code", f"{nb.name}: badges then the install cell must follow the title"
     url = f"github.com/{REPO}/blob/main/nbs/{nb.name}"
     assert f"https://colab.research.google.com/{url.replace('github.com', 'github')}" in badges, f"{nb.name}: no Colab link to itself"
@@ -40,7 +40,7 @@ def test_lesson_opens_in_colab_and_kaggle(nb):
 def run_install_cell(monkeypatch, env, mdaug_found):
     "Execute the lessons' install cell with `env` set and `subprocess.run` recorded instead of run."
     calls = []
-    for k in ("KAGGLE_KERNEL_RUN_TYPE",): monkeypatch.delenv(k, raising=False)
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
     for k, v in env.items(): monkeypatch.setenv(k, v)
     monkeypatch.setattr(subprocess, "run", lambda *a, **kw: calls.append(a[0]))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (FIND_SPEC(name, *a) if mdaug_found or name != "mdaug" else None))

@@ -3,6 +3,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 
 from mdaug.core import sample_data, image_to_tensor
 from mdaug.generate import load_pipeline
@@ -79,7 +80,7 @@ def test_second_run_and_bad_values_are_refused_with_a_message(pipe, tmp_path):
 
 
 def test_schedule_explorer_redraws_on_slider_and_picker(pipe):
-    x = image_to_tensor(__import__("PIL.Image", fromlist=["Image"]).open(sorted((sample_data() / "walk").glob("*.png"))[0]))
+    x = image_to_tensor(Image.open(sorted((sample_data() / "walk").glob("*.png"))[0]))
     se = ScheduleExplorer(x, pipe)
     before = (se.pixel.value, se.latent.value, se.plot.value)
     se.t.value = 900
