@@ -1,4 +1,4 @@
-"""One command for every stage: simulate, prepare, train, generate, augment, and the demo that shows them together.
+"""One command for every stage: simulate, prepare, train, generate, augment, evaluate, benchmark, and the demo that shows them together.
 
 Docs: https://mdaug.github.io/mdaug/cli.html.md"""
 
@@ -117,6 +117,8 @@ COMMANDS = {
     'fit':         ('mdaug.generate:fit', ('data',), 'prepare your data and train both stages into one model folder (resumable)'),
     'generate':    ('mdaug.generate:generate', ('model',), 'generate labelled spectrograms to files with metadata'),
     'augment':     ('mdaug.generate:augment', ('data', 'model'), 'write an augmented dataset: real and generated images side by side'),
+    'evaluate':    ('mdaug.evaluate:evaluate', ('real', 'generated'), 'score generated spectrograms against real ones (FID/KID floor, precision/recall, memorisation)'),
+    'benchmark':   ('mdaug.evaluate:benchmark', ('data',), 'does generated data help a classifier? the augmentation benchmark (resumable)'),
     'demo':        ('mdaug.cli:demo', (), 'the main job on the shipped data and model: generate, augment, grid and report'),
 }
 SKIP = ('on_step',) # Python-only parameters

@@ -569,6 +569,9 @@ def split_dataset(ds, # a `SpectrogramDataset` (or anything with `.labels` and `
         k = round(valid_pct * len(gs)) if valid_pct > 0 else 0
         if valid_pct > 0 and len(gs) >= 2: k = min(max(k, 1), len(gs) - 1)
         for g in gs[:k]: valid += groups[g]
+    if valid_pct > 0 and not valid and n >= 2 and len(groups) < n:  # too few subjects per class to hold one out: split files instead
+        from types import SimpleNamespace
+        return split_dataset(SimpleNamespace(labels=ds.labels, subjects=None), valid_pct, seed)
     vs = set(valid)
     return [i for i in range(n) if i not in vs], sorted(vs)
 

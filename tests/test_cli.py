@@ -18,7 +18,7 @@ def run(*args, ok=True):
 
 def test_help_lists_stages():
     out = run("--help").stdout
-    for cmd in ("simulate", "prep", "train-vqvae", "train-ldm", "fit", "generate", "augment", "demo"): assert cmd in out
+    for cmd in ("simulate", "prep", "train-vqvae", "train-ldm", "fit", "generate", "augment", "evaluate", "benchmark", "demo"): assert cmd in out
     assert "turn off" not in run("generate", "--help").stdout
 
 
@@ -134,6 +134,10 @@ def _bad(tmp_path):
         (["augment", swim.parent, "--out", tmp_path / "a"], "exactly one of"),
         (["augment", swim.parent, "--per-class", 3, "--out", tmp_path / "a"], "does not know"),
         (["demo", "--out", mine], "holds other files"),
+        (["evaluate", swim.parent, nope], "is not a folder"),
+        (["evaluate", swim.parent, swim.parent, "--out", mine], "holds other files"),
+        (["benchmark", swim.parent, "--out", tmp_path / "b"], "two or more classes"),
+        (["benchmark", swim.parent, "--sizes", "5,x"], "comma-separated integers"),
     ]
 
 
