@@ -645,7 +645,6 @@ def benchmark(data:str, # a class-folder dataset (a subject per image helps: `<s
         with _timed(state, 'prepare', save): rep = prepare(data, prep, image_size=s.image_size, channels=s.channels, progress=progress)
         state['done']['prepare'] = dict(images=rep.n_ok, skipped=len(rep.skipped)); save()
     allx = load_images(prep, channels=s.channels, progress=progress)
-    if len(allx.classes) < 2: raise ValueError(f"{data} has {len(allx.classes)} class(es): the benchmark needs class folders (two or more)")
     # the test split and the nested subsets are drawn once and kept, so a resumed run uses the same images
     if 'split' not in state['done']:
         pool_i, test_i = split_by_subject(allx, s.test_pct, s.split_seed)
