@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 # %% auto #0
-__all__ = ['PROFILES', 'SAMPLE_RECIPE', 'exists', 'default', 'default_device', 'default_dtype', 'seed_everything',
-           'image_to_tensor', 'tensor_to_image', 'image_grid', 'show_images', 'labelled_grid', 'Profile',
-           'check_fields', 'in_test', 'get_profile', 'atomic_write', 'atomic_dir', 'save_json', 'load_json',
+__all__ = ['PROFILES', 'SAMPLE_RECIPE', 'exists', 'default', 'default_device', 'default_dtype', 'resolve_precision',
+           'seed_everything', 'image_to_tensor', 'tensor_to_image', 'image_grid', 'show_images', 'labelled_grid',
+           'Profile', 'check_fields', 'in_test', 'get_profile', 'atomic_write', 'atomic_dir', 'save_json', 'load_json',
            'make_accelerator', 'shipped', 'cache_dir', 'folder_digests', 'sample_data', 'add_fn_args']
 
 # %% ../nbs/00_core.ipynb #237293c8
@@ -41,10 +41,18 @@ def default_device(prefer:str|None=None # 'cuda', 'mps' or 'cpu'; None picks the
 
 def default_dtype(device:torch.device|str|None=None # device the model runs on
                  ) -> torch.dtype:
-    "Autocast dtype for `device`: bfloat16 on GPUs that support it, float16 on older GPUs, float32 elsewhere."
+    "Autocast dtype for `device`: bfloat16 on GPUs that run it natively (compute capability 8.0+), float16 on older GPUs, float32 elsewhere."
     device = torch.device(default(device, default_device()))
-    if device.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == 'cuda': return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return torch.float32
+
+def resolve_precision(mixed_precision:str, # 'no', 'fp16', 'bf16' or 'auto'
+                      device:torch.device|str|None=None # device the model trains on
+                     ) -> str:
+    "accelerate's `mixed_precision` for a setting: 'auto' becomes 'bf16', 'fp16' or 'no' as `default_dtype` decides; the others pass through."
+    if mixed_precision != 'auto': return mixed_precision
+    return {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(default_dtype(device), 'no')
+
 
 # %% ../nbs/00_core.ipynb #1dbb0620
 def seed_everything(seed:int=42 # the seed for python, numpy and torch

@@ -17,6 +17,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from .core import (exists, default, default_device, get_profile, atomic_write, atomic_dir, save_json, load_json,
                         labelled_grid, shipped)
 from .samplers import SAMPLERS
+from .unet import speed_up
 
 # %% auto #0
 __all__ = ['DTYPES', 'MARKER', 'COLUMNS', 'check_sampling', 'MDaugPipeline', 'model_id', 'quiet_diffusers', 'find_model',
@@ -197,7 +198,9 @@ def resolve_dtype(dtype, # None, a torch dtype or a name from `DTYPES`
 
 def load_pipeline(model=None, # a model folder, a run folder holding `model/`, an `MDaugPipeline`, or None: the shipped model
                   device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
-                  dtype:str|None=None # 'float32' (default), 'bfloat16' or 'float16' (GPU only)
+                  dtype:str|None=None, # 'float32' (default), 'bfloat16' or 'float16' (GPU only)
+                  channels_last:bool=False, # NHWC weights for the UNet and the VQ-VAE (`mdaug.unet.speed_up`)
+                  compile:bool=False # torch.compile the UNet (a one-off compile, again for each new batch shape)
                  ) -> MDaugPipeline:
     "Load an mdaug model as an `MDaugPipeline` on `device`, with its identity (`model_id`) computed from the float32 weights."
     if isinstance(model, DiffusionPipeline): return model
@@ -216,6 +219,7 @@ def load_pipeline(model=None, # a model folder, a run folder holding `model/`, a
         model_id(pipe); pipe._mdaug_path = str(p)
         pipe.to(dev)
         if dt != torch.float32: pipe.to(dtype=dt)
+    speed_up(pipe.unet, channels_last, compile=compile); speed_up(pipe.vqvae, channels_last)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -356,11 +360,13 @@ def generate(model:str|None=None, # a model folder (from `mdaug fit` or `train_l
              width:int|None=None, # image width in pixels, a multiple of the training size for longer spectrograms; None: square
              device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
              dtype:str|None=None, # 'float32' (default), 'bfloat16' or 'float16' (GPU only)
+             channels_last:bool=False, # NHWC weights (see lesson 05's fast path)
+             compile:bool=False, # torch.compile the UNet
              progress:bool=True # show a progress bar
             ) -> Path:
     "Generate `per_class` spectrograms of each class into `out`, one metadata row per file; returns `out`."
     check_sampling(sampler, steps, batch_size, per_class, eta)
-    pipe = load_pipeline(model, device, dtype)
+    pipe = load_pipeline(model, device, dtype, channels_last, compile)
     names = _names(classes)
     if pipe.conditional: jobs = [i for i in pipe.label_ids(default(names, pipe.classes)) for _ in range(per_class)]
     elif names: raise ValueError(f"this model was trained without classes, so classes={classes!r} cannot be chosen: leave it out")
@@ -439,6 +445,8 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
             batch_size:int=16, # images per sampler call
             device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
             dtype:str|None=None, # 'float32' (default), 'bfloat16' or 'float16' (GPU only)
+            channels_last:bool=False, # NHWC weights (see lesson 05's fast path)
+            compile:bool=False, # torch.compile the UNet
             progress:bool=True # show a progress bar
            ) -> Path:
     "Write real and generated images side by side in `out`, balancing classes to a target count or ratio; returns `out`."
@@ -453,7 +461,7 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
         raise ValueError(f"out={out} and the data {data} must be separate folders: choose another out")
     clash = [str(f) for f in real.files if _GEN_RE.match(f.name)]
     if clash: raise ValueError(f"{len(clash)} real file(s) such as {clash[0]} are named like generated ones (gen_<seed>_<i>.png): rename them first")
-    pipe = load_pipeline(model, device, dtype)
+    pipe = load_pipeline(model, device, dtype, channels_last, compile)
     if real.classes and not pipe.conditional: raise ValueError(f"{data} has classes but the model was trained without them: use a class-conditional model")
     if not real.classes and pipe.conditional: raise ValueError(f"{data} is a flat folder but the model is class-conditional: arrange the images in class folders")
     unknown = [c for c in real.classes if c not in pipe.classes]

@@ -12,7 +12,7 @@ from torch import nn
 from .core import default, get_profile
 
 # %% auto #0
-__all__ = ['UNET_PRESETS', 'build_unet', 'Denoiser', 'unet_cost']
+__all__ = ['UNET_PRESETS', 'ATTENTION_IMPLS', 'build_unet', 'Denoiser', 'unet_cost', 'speed_up']
 
 # %% ../nbs/05_unet.ipynb #f90e7c60
 UNET_PRESETS = {
@@ -92,3 +92,22 @@ def unet_cost(preset:str, # a key of UNET_PRESETS
             for _ in range(3): t0 = time.perf_counter(); u(*a); ts.append(time.perf_counter() - t0)
         res['cpu_ms_batch%d' % time_batch] = round(sorted(ts)[1] * 1e3, 1)
     return res
+
+# %% ../nbs/05_unet.ipynb #7fd2cedd
+ATTENTION_IMPLS = ('sdpa', 'eager')
+
+def speed_up(unet, # a diffusers model (`UNet2DModel`, also `VQModel`), changed in place
+             channels_last:bool=False, # store weights (and so activations) as NHWC
+             attention:str='sdpa', # 'sdpa': PyTorch's fused scaled-dot-product attention (diffusers' default); 'eager': the written-out formula
+             compile:bool=False, # compile the forward with `torch.compile`, in place (the state dict keeps its names)
+             **compile_kwargs # passed to `torch.compile`, e.g. mode='max-autotune'
+            ):
+    "Apply the fast-path switches to `unet` in place and return it; the function it computes does not change."
+    from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+    if attention not in ATTENTION_IMPLS: raise ValueError(f"attention={attention!r}: use one of {ATTENTION_IMPLS}")
+    proc = AttnProcessor2_0 if attention == 'sdpa' else AttnProcessor
+    for m in unet.modules():
+        if isinstance(m, Attention): m.set_processor(proc())
+    if channels_last: unet.to(memory_format=torch.channels_last)
+    if compile: unet.compile(**compile_kwargs)
+    return unet

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .core import (exists, default, seed_everything, image_grid, get_profile, atomic_dir, atomic_write,
-                        save_json, load_json, make_accelerator, check_fields)
+                        save_json, load_json, make_accelerator, check_fields, resolve_precision)
 
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'PRESETS', 'VQConfig', 'make_config', 'build_vqvae', 'vq_forward', 'build_lpips', 'pixel_loss',
@@ -56,7 +56,7 @@ class VQConfig:
     warmup_steps:int=100           # linear warm-up steps before the cosine decay
     steps:int=3000                 # training steps
     grad_clip:float=1.0            # max gradient norm; 0 disables clipping
-    mixed_precision:str='no'       # 'no', 'fp16' (CUDA only) or 'bf16'
+    mixed_precision:str='no'       # 'no', 'fp16' (CUDA only), 'bf16' or 'auto' (`mdaug.core.resolve_precision`)
     eval_every:int=250             # steps between validation passes (and checkpoints)
     sample_every:int=500           # steps between reconstruction-grid PNGs
     patience:int=0                 # stop after this many evaluations without a better PSNR; 0 never stops
@@ -107,7 +107,7 @@ class VQConfig:
         if self.num_vq_embeddings < 2: raise ValueError(f"num_vq_embeddings={self.num_vq_embeddings}: a codebook needs at least 2 entries")
         if self.pixel_loss not in ('l1', 'mse'): raise ValueError(f"pixel_loss={self.pixel_loss!r}: use 'l1' or 'mse'")
         if self.lpips_net not in ('vgg', 'alex'): raise ValueError(f"lpips_net={self.lpips_net!r}: use 'vgg' or 'alex'")
-        if self.mixed_precision not in ('no', 'fp16', 'bf16'): raise ValueError(f"mixed_precision={self.mixed_precision!r}: use 'no', 'fp16' or 'bf16'")
+        if self.mixed_precision not in ('no', 'fp16', 'bf16', 'auto'): raise ValueError(f"mixed_precision={self.mixed_precision!r}: use 'no', 'fp16', 'bf16' or 'auto'")
         if not 0 < self.valid_pct < 1: raise ValueError(f"valid_pct={self.valid_pct}: hold out a share between 0 and 1 (e.g. 0.2)")
         if min(self.batch_size, self.steps, self.eval_every, self.sample_every, self.restart_every) < 1:
             raise ValueError("batch_size, steps, eval_every, sample_every and restart_every must be >= 1")
@@ -134,7 +134,7 @@ PRESETS = {
                  lpips_net='alex', lpips_weight=0.1, steps=3000, lr=5e-4, warmup_steps=100, eval_every=250, sample_every=500, restart_every=100),
     'gpu':  dict(width=64, levels=3, max_mult=4, latent_channels=4, num_vq_embeddings=1024, norm_num_groups=32, batch_size=64,
                  layers_per_block=2, lpips_net='vgg', steps=40000, lr=2e-4, warmup_steps=1000, eval_every=1000, sample_every=2000,
-                 mixed_precision='bf16', patience=10),
+                 mixed_precision='auto', patience=10),
     '6gb':  dict(width=64, levels=3, max_mult=2, latent_channels=4, num_vq_embeddings=512,  norm_num_groups=32, batch_size=16,
                  lpips_net='vgg', steps=40000, mixed_precision='fp16', eval_every=1000, sample_every=2000, patience=10),
     '16gb': dict(width=64, levels=3, max_mult=4, latent_channels=4, num_vq_embeddings=1024, norm_num_groups=32, batch_size=48,
@@ -290,13 +290,13 @@ class EpochBatches(Sampler):
 
 def batches_per_epoch(n:int, bs:int, world:int=1) -> int: return n // (bs * world)
 
-def infinite_batches(ds, bs:int, seed:int, start_step:int=0, rank:int=0, world:int=1, num_workers:int=0):
+def infinite_batches(ds, bs:int, seed:int, start_step:int=0, rank:int=0, world:int=1, num_workers:int=0, pin_memory:bool=False):
     "Yield training batches forever, starting at `start_step` of the deterministic order."
     nb = batches_per_epoch(len(ds), bs, world)
     if nb == 0: raise ValueError(f"the training set has {len(ds)} images, fewer than one batch of {bs} x {world} processes: lower batch_size")
     epoch, skip = divmod(start_step, nb)
     while True:
-        dl = DataLoader(ds, batch_sampler=EpochBatches(len(ds), bs, seed, epoch, skip, rank, world), num_workers=num_workers)
+        dl = DataLoader(ds, batch_sampler=EpochBatches(len(ds), bs, seed, epoch, skip, rank, world), num_workers=num_workers, pin_memory=pin_memory)
         yield from dl
         epoch, skip = epoch + 1, 0
 
@@ -418,7 +418,7 @@ def fit_vqvae(cfg:VQConfig, # the settings
     if (out/'latest').exists() and not resume:
         raise FileExistsError(f"{out} already holds a run: pass resume=True to continue it, or choose a new folder")
     if resume and (out/'vq_config.json').exists(): check_config_match(load_json(out/'vq_config.json'), cfg, str(out))
-    acc = make_accelerator(mixed_precision=cfg.mixed_precision, log_with=log_with, project_dir=str(out/'logs'))
+    acc = make_accelerator(mixed_precision=resolve_precision(cfg.mixed_precision), log_with=log_with, project_dir=str(out/'logs'))
     seed_everything(cfg.seed)
     model = build_vqvae(cfg)
     lp = build_lpips(cfg.lpips_net, cfg.lpips_pretrained_backbone).to(acc.device) if cfg.lpips_weight > 0 else None
@@ -523,7 +523,7 @@ def train_vqvae(data:str, # folder (or zip) of spectrogram images, as read by `m
                 num_vq_embeddings:int|None=None, # codebook size
                 lpips_weight:float|None=None, # LPIPS weight (0: off)
                 lpips_pretrained_backbone:bool|None=None, # False: random LPIPS backbone (offline)
-                mixed_precision:str|None=None, # 'no', 'fp16' or 'bf16'
+                mixed_precision:str|None=None, # 'no', 'fp16', 'bf16' or 'auto'
                 config:str|None=None, # a vq_config.json to start from (the other arguments override it)
                 resume:bool=False, # continue the run in `out`
                 max_minutes:float|None=None, # wall-time budget

@@ -124,6 +124,8 @@ def _bad(tmp_path):
         (["prep", nope, "--out", tmp_path / "p"], "does not exist"),
         (["train-vqvae", nope, "--out", tmp_path / "v"], "does not exist"),
         (["train-ldm", swim.parent, nope, "--out", tmp_path / "l"], "no VQ-VAE"),
+        (["train-ldm", swim.parent, nope, "--out", tmp_path / "l", "--attention", "flash"], "use one of ('sdpa', 'eager')"),
+        (["train-ldm", swim.parent, nope, "--out", tmp_path / "l", "--mixed-precision", "fp8"], "'bf16' or 'auto'"),
         (["fit", nope, "--out", tmp_path / "f"], "does not exist"),
         (["generate", nope], "no model at"),
         (["generate", swim.parent], "not an mdaug model"),
