@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from bench_train import synthetic_data   # the same spectrogram-like PNGs as the cached-latent benchmark
+
 PEAK_TFLOPS = {'H200': 989, 'H100': 989, 'A100': 312, 'L40S': 362, 'L4': 121, 'A10': 125, 'V100': 125, 'T4': 65, 'P100': 18.7}
 
 
@@ -43,19 +45,6 @@ def peak_tflops(device, given):
     if device.type != 'cuda': return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-
-
-def synthetic_data(root, size, n):
-    "n spectrogram-like PNGs (sinusoidal Doppler traces + noise) in 4 class folders."
-    import numpy as np
-    from PIL import Image
-    rng = np.random.default_rng(0); t = np.linspace(0, 1, size)[None]; f = np.linspace(-1, 1, size)[:, None]
-    for i in range(n):
-        c = i % 4
-        x = np.exp(-((f - 0.5 * np.sin(2 * np.pi * (1 + c) * t + rng.random())) / 0.08)**2) + 0.2 * rng.random((size, size))
-        p = Path(root)/f'class{c}'/f's{i % 3}_{i}.png'; p.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((np.clip(x, 0, 1) * 255).astype(np.uint8)).convert('RGB').save(p)
-    return Path(root)
 
 
 def make_vqvae(path, preset, size):
@@ -100,7 +89,7 @@ def training(a, device, size, work):
     from mdaug.train import cache_speedup_bound
     from mdaug.core import default_dtype
     vqp, a.unet = a.pair.split(':')
-    data = synthetic_data(work/'data', size, max(4 * a.batch_size, 32))
+    data = synthetic_data(work/'data', n_classes=4, per_class=max(a.batch_size, 8), size=size)
     vq = make_vqvae(work/'vq', vqp, size)
     half = default_dtype(device)
     amp = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(half, 'bf16')   # on a CPU: bf16, to measure what it costs
