@@ -14,7 +14,7 @@ measured / estimate checks the estimate where both exist; the GPU presets get th
 On a GPU the measure is `torch.cuda.max_memory_allocated` over two training steps in a fresh process (weights, AdamW
 state and an EMA copy included; the CUDA context and the allocator's cached but unused blocks are not in it).
 """
-import argparse, json, subprocess, sys, time
+import argparse, subprocess, sys, time
 from pathlib import Path
 
 import torch

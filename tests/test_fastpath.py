@@ -11,7 +11,7 @@ def losses(run): return [json.loads(l)['loss'] for l in (run/'log.jsonl').read_t
 
 
 def test_compiled_training_matches_plain(tmp_path):
-    from mdaug.train import train_ldm, load_checkpoint, list_checkpoints
+    from mdaug.train import train_ldm, list_checkpoints
     from diffusers import UNet2DModel
     data, vq = make_data(tmp_path/'data', n_per_class=4), make_vqvae(tmp_path/'vq')
     plain = train_ldm(data, vq, tmp_path/'plain', **KW)
