@@ -73,13 +73,19 @@ def demo(out:str='runs/demo', # output folder (running the demo again adds nothi
          progress:bool=True # show progress bars
         ) -> Path:
     "Simulate the sample data, generate every class with the shipped model, write an augmented dataset, a grid and a report; returns the report."
-    from mdaug.simulate import simulate_dataset
-    from mdaug.generate import load_pipeline, model_id, augment, augmented_grid, read_rows, check_sampling, class_counts
-    from mdaug.core import atomic_write
+    from mdaug.generate import check_sampling
+    from mdaug.core import folder_lock
     t0, p, out = time.time(), get_profile(profile), Path(out)
     ci = p.name == 'ci'
     per_class, steps = per_class if per_class is not None else (1 if ci else 8), steps if steps is not None else (2 if ci else 20)
-    check_sampling(sampler, steps, count=per_class)
+    check_sampling(sampler, steps, count=per_class, guidance_scale=guidance_scale)
+    with folder_lock(out, 'mdaug demo'): return _demo(out, model, per_class, steps, sampler, guidance_scale, p, seed, progress, t0)
+
+def _demo(out, model, per_class, steps, sampler, guidance_scale, p, seed, progress, t0):
+    "The demo's work, in the folder `demo` owns."
+    from mdaug.simulate import simulate_dataset
+    from mdaug.generate import load_pipeline, model_id, augment, augmented_grid, read_rows, class_counts
+    from mdaug.core import atomic_write
     if out.exists() and any(out.iterdir()) and not (out/'demo.json').is_file():
         raise FileExistsError(f"{out} holds other files: choose a new folder for the demo (e.g. --out runs/demo)")
     out.mkdir(parents=True, exist_ok=True); save_json(dict(started=time.strftime('%Y-%m-%d %H:%M:%S')), out/'demo.json')
@@ -135,11 +141,15 @@ def _load(target:str):
     return getattr(importlib.import_module(mod), fn)
 
 # %% ../nbs/11_cli.ipynb #4e173433
+class _Parser(argparse.ArgumentParser):
+    "An argument parser whose mistakes are one line that says where to look, not a usage block."
+    def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
 def build_parser(commands:dict|None=None, # name -> (module:function, positional names, help); default `COMMANDS`
                  only:str|None=None # build only this subcommand's options (the others are listed by name); None: all
                 ) -> argparse.ArgumentParser:
     "The `mdaug` argument parser: one subcommand per stage, options from each function's signature."
-    p = argparse.ArgumentParser(prog='mdaug', description='Micro-Doppler data augmentation with a VQ-VAE and latent diffusion.')
+    p = _Parser(prog='mdaug', description='Micro-Doppler data augmentation with a VQ-VAE and latent diffusion.')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for name, (target, pos, hlp) in (commands or COMMANDS).items():
         if only is not None and name != only:
@@ -166,6 +176,10 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     try: res = fn(**a)
     except USER_ERRORS as e:
         print(f"mdaug {cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except (MemoryError, torch.OutOfMemoryError) as e:
+        print(f"mdaug {cmd}: error: out of memory ({type(e).__name__}{': ' + str(e).splitlines()[0] if str(e) else ''}): "
+              f"lower the image size or the batch size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mdaug {cmd}: interrupted; what was finished is kept (run the same command again to continue where it can)", file=sys.stderr)

@@ -17,7 +17,9 @@ from PIL import Image
 # %% auto #0
 __all__ = ['PROFILES', 'SAMPLE_RECIPE', 'exists', 'default', 'default_device', 'default_dtype', 'resolve_precision',
            'seed_everything', 'image_to_tensor', 'tensor_to_image', 'image_grid', 'show_images', 'labelled_grid',
-           'Profile', 'check_fields', 'in_test', 'get_profile', 'atomic_write', 'atomic_dir', 'save_json', 'load_json',
+           'Profile', 'check_fields', 'in_test', 'get_profile', 'check_finite_fields', 'atomic_write', 'atomic_dir',
+           'save_json', 'load_json', 'FolderLocked', 'lock_path', 'folder_lock', 'check_number', 'memory_bytes',
+           'fmt_bytes', 'check_memory', 'UnsafeFileError', 'unsafe_file', 'load_weights', 'refuse_pickles',
            'make_accelerator', 'shipped', 'cache_dir', 'folder_digests', 'sample_data', 'add_fn_args']
 
 # %% ../nbs/00_core.ipynb #237293c8
@@ -33,8 +35,17 @@ def default(x, d):
 # %% ../nbs/00_core.ipynb #7f91f963
 def default_device(prefer:str|None=None # 'cuda', 'mps' or 'cpu'; None picks the best available
                   ) -> torch.device:
-    "The best available device: CUDA, then Apple MPS, then CPU."
-    if prefer is not None: return torch.device(prefer)
+    "The best available device: CUDA, then Apple MPS, then CPU; a device asked for by name must exist."
+    if prefer is not None:
+        try: d = torch.device(prefer)
+        except RuntimeError: raise ValueError(f"device={prefer!r} is not a device name: pass 'cuda', 'cuda:1', 'mps' or 'cpu'") from None
+        if d.type == 'cuda' and not torch.cuda.is_available():
+            raise ValueError(f"device={prefer!r} asked for a CUDA GPU but PyTorch sees none here: leave the device out or pass 'cpu'")
+        if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
+            raise ValueError(f"device={prefer!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s): pass 'cuda:0' or leave it out")
+        if d.type == 'mps' and not (getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()):
+            raise ValueError(f"device={prefer!r} asked for Apple's MPS but PyTorch sees none here: leave the device out or pass 'cpu'")
+        return d
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
@@ -52,7 +63,6 @@ def resolve_precision(mixed_precision:str, # 'no', 'fp16', 'bf16' or 'auto'
     "accelerate's `mixed_precision` for a setting: 'auto' becomes 'bf16', 'fp16' or 'no' as `default_dtype` decides; the others pass through."
     if mixed_precision != 'auto': return mixed_precision
     return {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(default_dtype(device), 'no')
-
 
 # %% ../nbs/00_core.ipynb #1dbb0620
 def seed_everything(seed:int=42 # the seed for python, numpy and torch
@@ -204,18 +214,36 @@ def get_profile(name:str|None=None, # 'ci', 'cpu' or 'gpu'; None chooses automat
     check_fields(Profile, overrides, 'profile field')
     return replace(PROFILES[name], **overrides)
 
+def check_finite_fields(obj, # a dataclass instance (settings)
+                        what:str='setting' # how to name a field in the message
+                       ):
+    "Raise a one-line `ValueError` for the first float field of `obj` that is NaN or infinite: no run starts on `--lr nan`."
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, float) and not math.isfinite(v): raise ValueError(f"{what} {f.name}={v}: pass a finite number")
+    return obj
+
 # %% ../nbs/00_core.ipynb #65dff786
+def _umask() -> int:
+    "The process's umask, read without changing it where Linux allows (`/proc/self/status`)."
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except OSError: pass
+    m = os.umask(0o022); os.umask(m); return m
+
 @contextlib.contextmanager
 def atomic_write(path, # the file to (re)write
                  mode:str='w', # 'w' for text, 'wb' for bytes
                  **kwargs): # passed to `open`
-    "Open a temporary file next to `path`; on success rename it over `path`, on error delete it."
+    "Open a temporary file next to `path`; on success rename it over `path` (with the user's umask), on error delete it."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a shared dataset must stay readable by colleagues
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
@@ -228,10 +256,13 @@ def atomic_dir(path # the folder to (re)create
     import shutil
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         old = None
-        if path.exists(): old = path.rename(path.with_name(f'.{path.name}.old'))
+        if path.exists():
+            shutil.rmtree(path.with_name(f'.{path.name}.old'), ignore_errors=True)  # left by a run killed at this very line
+            old = path.rename(path.with_name(f'.{path.name}.old'))
         os.replace(tmp, path)
         if old is not None: shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -247,6 +278,150 @@ def save_json(obj, path, # object and destination
 def load_json(path):
     "Read a JSON file."
     return json.loads(Path(path).read_text())
+
+# %% ../nbs/00_core.ipynb #d4b2891d
+class FolderLocked(FileExistsError):
+    "Another live process is writing into the folder."
+
+_HELD = {}  # lock files this process holds -> depth (a function that owns a folder may call another that owns it too)
+
+def lock_path(folder # an output folder
+             ) -> Path:
+    "Where the lock of `folder` lives: `.<name>.lock` beside it."
+    folder = Path(folder).absolute()
+    return folder.parent/f'.{folder.name}.lock'
+
+def _owner(fd:int) -> dict:
+    try: os.lseek(fd, 0, 0); return json.loads(os.read(fd, 4096) or b'{}')
+    except (OSError, ValueError): return {}
+
+def _remove_stale(folder:Path):
+    "Remove what a killed `atomic_dir` left beside `folder` (only safe while owning it)."
+    import shutil, glob
+    for p in [*folder.parent.glob(f'.{glob.escape(folder.name)}.*.tmp'), folder.parent/f'.{folder.name}.old']:
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #9864aac9
+@contextlib.contextmanager
+def folder_lock(folder, # the output folder to own (it need not exist yet)
+                what:str='mdaug' # the command that owns it, for the message a second writer sees
+               ):
+    "Own `folder` for one writer: refused with one line while a live process holds it, taken over from a dead one."
+    import fcntl, socket, time
+    lp = lock_path(folder); key = str(lp)
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try: yield lp
+        finally: _HELD[key] -= 1
+        return
+    lp.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o666)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            o = _owner(fd); os.close(fd)
+            raise FolderLocked(f"{folder} is in use by {o.get('what', 'another mdaug run')} (pid {o.get('pid', '?')} on "
+                               f"{o.get('host', '?')}, since {o.get('since', '?')}): wait for it to finish, or choose another folder")
+        try: same = os.fstat(fd).st_ino == os.stat(lp).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)  # the previous owner removed the file between our open and our lock: lock the new one
+    old = _owner(fd)
+    if old.get('pid') and old.get('pid') != os.getpid():
+        print(f"mdaug: {folder} was locked by {old.get('what', 'a run')} (pid {old['pid']}, since {old.get('since', '?')}), "
+              f"which is no longer running: taking it over")
+    me = dict(pid=os.getpid(), host=socket.gethostname(), what=what, since=time.strftime('%Y-%m-%d %H:%M:%S'))
+    os.ftruncate(fd, 0); os.lseek(fd, 0, 0); os.write(fd, json.dumps(me).encode())
+    _HELD[key] = 1
+    try:
+        _remove_stale(Path(folder))
+        yield lp
+    finally:
+        _HELD.pop(key, None)
+        with contextlib.suppress(FileNotFoundError): os.unlink(lp)
+        os.close(fd)
+
+# %% ../nbs/00_core.ipynb #ea4d9c25
+def check_number(name:str, # the option as the user knows it, e.g. 'guidance_scale'
+                 v, # its value
+                 lo=None, # smallest allowed value (None: no bound)
+                 hi=None, # largest allowed value (None: no bound)
+                 *, integer:bool=False, # must be a whole number
+                 lo_open:bool=False, # `lo` itself is not allowed
+                 hint:str='' # what to pass instead, appended to the message
+                ):
+    "Return `v` if it is a finite number within [lo, hi] ((lo, hi] with `lo_open`), else raise a one-line `ValueError`."
+    tail = f": {hint}" if hint else ''
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {v!r}{tail}")
+    if not math.isfinite(v): raise ValueError(f"{name} must be a finite number, got {v}{tail}")
+    if integer and v != int(v): raise ValueError(f"{name} must be a whole number, got {v}{tail}")
+    low = exists(lo) and (v <= lo if lo_open else v < lo)
+    if low or (exists(hi) and v > hi):
+        rng = (f"above {lo:g}" if lo_open else f"at least {lo:g}") if exists(lo) else ''
+        rng = ' and '.join(s for s in (rng, f"at most {hi:g}" if exists(hi) else '') if s)
+        raise ValueError(f"{name} must be {rng}, got {v:g}{tail}")
+    return v
+
+def memory_bytes() -> int:
+    "This machine's physical memory in bytes (16 GiB where the OS does not say)."
+    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError): return 16 * 2**30
+
+def fmt_bytes(n:float) -> str:
+    "Bytes as a short human number: '1.5 GB'."
+    for u in ('B', 'KB', 'MB', 'GB', 'TB'):
+        if abs(n) < 1000 or u == 'TB': return f"{n:.0f} {u}" if u == 'B' else f"{n:.1f} {u}"
+        n /= 1000
+
+def check_memory(what:str, # what needs it, e.g. 'image_size=100000'
+                 nbytes:float, # the estimated bytes
+                 hint:str='', # what to change, appended to the message
+                 share:float=0.5 # the largest share of this machine's memory one run may plan for
+                ):
+    "Raise a one-line `ValueError` when `nbytes` is more than `share` of this machine's memory."
+    if nbytes > share * memory_bytes():
+        raise ValueError(f"{what} needs about {fmt_bytes(nbytes)} of memory, more than this machine can give "
+                         f"({fmt_bytes(memory_bytes())} in all)" + (f": {hint}" if hint else ''))
+
+# %% ../nbs/00_core.ipynb #e14d912f
+class UnsafeFileError(ValueError):
+    "A weights file that holds pickled code."
+
+def unsafe_file(path, # the file that was read
+                e:Exception # the error torch or diffusers raised while reading it
+               ) -> UnsafeFileError|None:
+    "The one-line refusal for an error raised (or re-raised, as diffusers does) by a `weights_only` load of pickled code; else None."
+    import pickle
+    seen = set()
+    while e is not None and id(e) not in seen:  # diffusers wraps torch's refusal in two more errors
+        seen.add(id(e))
+        if isinstance(e, pickle.UnpicklingError) or 'Weights only load failed' in str(e):
+            what = 'a weights file in this folder' if Path(path).is_dir() else 'this file'
+            return UnsafeFileError(f"{path}: {what} holds code, not only weights; refusing to load it "
+                                   f"(mdaug reads safetensors, JSON and plain tensors only)")
+        e = e.__cause__ or e.__context__
+    return None
+
+def load_weights(path, # a `.pt`/`.bin` file of tensors
+                 map_location='cpu' # where to put them
+                ):
+    "`torch.load(path, weights_only=True)`, with a file holding code refused in one line."
+    try: return torch.load(path, weights_only=True, map_location=map_location)
+    except Exception as e:
+        err = unsafe_file(path, e)
+        if err is None: raise
+        raise err from None
+
+@contextlib.contextmanager
+def refuse_pickles(path # the file or folder being loaded, for the message
+                  ):
+    "Turn diffusers', accelerate's and torch's refusal of a weights file that holds pickled code into one line."
+    try: yield
+    except Exception as e:
+        err = unsafe_file(path, e)
+        if err is None: raise
+        raise err from None
 
 # %% ../nbs/00_core.ipynb #2758de34
 def make_accelerator(**kwargs # passed to `accelerate.Accelerator`

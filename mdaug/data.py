@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #2b59accc
 from __future__ import annotations
-import os, re, io, csv, sys, time, shutil, random, zipfile, tempfile, warnings, contextlib
+import os, re, io, csv, sys, math, time, zlib, shutil, random, zipfile, tempfile, warnings, contextlib
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -18,43 +18,132 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .core import (exists, default, image_to_tensor, show_images, get_profile, atomic_dir, save_json,
-                        load_json)
+                        load_json, folder_lock, check_number, check_memory, memory_bytes)
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SIDECARS', 'find_images', 'class_of', 'layout_classes', 'read_metadata', 'subjects_of',
-           'make_bad_files', 'BadImageError', 'to_8bit', 'open_image', 'crop_white_margins', 'pad_to_square',
-           'preprocess_image', 'PrepReport', 'PrepError', 'take_evenly', 'is_hub_name', 'extract_zip', 'load_hub',
-           'prepare', 'SpectrogramDataset', 'split_dataset', 'DataLoaders', 'get_dataloaders', 'show_class_grid',
-           'plot_class_counts', 'plot_intensity_hist']
+__all__ = ['IMAGE_EXTS', 'SIDECARS', 'LAYOUTS', 'find_images', 'class_of', 'user_of', 'detect_layout', 'resolve_layout',
+           'layout_classes', 'read_metadata', 'subjects_of', 'make_bad_files', 'BadImageError', 'to_8bit', 'open_image',
+           'crop_white_margins', 'pad_to_square', 'check_image_settings', 'preprocess_image', 'PrepReport', 'PrepError',
+           'take_evenly', 'is_hub_name', 'extract_zip', 'load_hub', 'canonical_path', 'prepare', 'SpectrogramDataset',
+           'split_dataset', 'DataLoaders', 'get_dataloaders', 'show_class_grid', 'plot_class_counts',
+           'plot_intensity_hist']
 
 # %% ../nbs/02_data.ipynb #abf3ee5c
 IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pbm'}
-SIDECARS = {'metadata.csv', 'metadata.json', 'classes.json', 'prep_report.json', 'generation.json'} # top-level files that describe the data
+# top-level files that describe the data
+SIDECARS = {'metadata.csv', 'metadata.json', 'classes.json', 'prep_report.json', 'generation.json'}
 
 def _hidden(rel:PurePosixPath) -> bool: return any(p.startswith('.') or p == '__MACOSX' for p in rel.parts)
 
-def find_images(root # a folder
+def _walk(root:Path, follow_links:bool, links:list):
+    "Relative paths of the files under `root` in sorted order; links leading outside it go to `links` unless followed."
+    base = root.resolve()
+    def visit(d:Path, rel:PurePosixPath, above:frozenset):
+        try:
+            with os.scandir(d) as it: entries = sorted(it, key=lambda e: e.name)
+        except OSError: return
+        for e in entries:
+            r = rel/e.name
+            if _hidden(PurePosixPath(e.name)): continue
+            if e.is_symlink() and not follow_links and not Path(e.path).resolve().is_relative_to(base):
+                links.append((r, Path(e.path).resolve())); continue
+            if not e.is_dir(): yield r; continue
+            real = Path(e.path).resolve()
+            if real not in above: yield from visit(Path(e.path), r, above | {real})  # a link to a folder above: a loop
+    yield from visit(root, PurePosixPath(), frozenset({base}))
+
+def _augmented(root:Path) -> bool:
+    "Is `root` a folder that `mdaug augment` wrote (its links to real images are its own)?"
+    m = root/'generation.json'
+    try: return m.is_file() and load_json(m).get('kind') == 'augmented'
+    except (OSError, ValueError): return False
+
+def find_images(root, # a folder
+                follow_links:bool|None=None, # also use links that lead outside `root`; None: only in a folder `augment` wrote
+                links:list|None=None # receives (path, target) of each link left out; None: print one line about them
                ) -> tuple[list[PurePosixPath], list[PurePosixPath]]:
     "Image files (by extension) and other files under `root`, as sorted relative paths; hidden files are left out."
-    root = Path(root); imgs, other = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for f in sorted(filenames):
-            rel = PurePosixPath(Path(dirpath, f).relative_to(root).as_posix())
-            if _hidden(rel) or (len(rel.parts) == 1 and (f in SIDECARS or f.lower().startswith('readme'))): continue
-            (imgs if rel.suffix.lower() in IMAGE_EXTS else other).append(rel)
+    root, imgs, other, out = Path(root), [], [], []
+    if follow_links is None: follow_links = _augmented(root)  # `augment(link=True)` links the real images it was given
+    for rel in _walk(root, follow_links, out):
+        if len(rel.parts) == 1 and (rel.name in SIDECARS or rel.name.lower().startswith('readme')): continue
+        (imgs if rel.suffix.lower() in IMAGE_EXTS else other).append(rel)
+    if links is not None: links += out
+    elif out: print(f"mdaug: left out {len(out)} link(s) leading outside {root} (e.g. {out[0][0]} -> {out[0][1]}); "
+                    f"pass follow_links=True to use them")
     return sorted(imgs), sorted(other)
 
 # %% ../nbs/02_data.ipynb #195f9edd
-def class_of(rel:PurePosixPath) -> str|None:
-    "The class of a relative path: its first folder, or None for a file directly in the root."
-    return rel.parts[0] if len(rel.parts) > 1 else None
+LAYOUTS = ('auto', 'class', 'user/class', 'class/user', 'flat')
+
+def class_of(rel:PurePosixPath, # a relative image path
+             layout:str='class' # 'class', 'class/user', 'user/class' or 'flat'
+            ) -> str|None:
+    "The class of a relative path under `layout`: its class folder, or None for an unconditional file."
+    parts = PurePosixPath(rel).parts
+    if layout == 'flat' or len(parts) < 2: return None
+    if layout == 'user/class': return parts[1] if len(parts) > 2 else None
+    return parts[0]
+
+def user_of(rel:PurePosixPath, # a relative image path
+            layout:str='class' # as in `class_of`
+           ) -> str|None:
+    "The user (subject) folder of a relative path under `layout`, or None when the layout has no user level."
+    parts = PurePosixPath(rel).parts
+    if len(parts) < 3 or layout not in ('user/class', 'class/user'): return None
+    return parts[0] if layout == 'user/class' else parts[1]
+
+# %% ../nbs/02_data.ipynb #a8a862dc
+_USER_RE = re.compile(r'^(s|sub|subj|subject|u|user|p|person|participant|id|vol|volunteer|actor)[-_ ]?\d+$', re.I)
+
+def _user_score(names) -> int:
+    "2: every name reads like a person (s01, user7, P3); 1: one prefix plus numbers (0, 1; x01, x02); else 0."
+    if all(_USER_RE.match(n) for n in names): return 2
+    heads = {re.sub(r'\d+$', '', n) for n in names}
+    return int(len(heads) == 1 and all(re.search(r'\d$', n) for n in names))
+
+def detect_layout(files, # relative paths of images
+                  root=None # the folder, for the note
+                 ) -> tuple[str, str|None]:
+    "The layout of `files` ('flat', 'class', 'user/class' or 'class/user') and a one-line note when it is a guess."
+    depths = {len(PurePosixPath(f).parts) for f in files}
+    if depths == {1}: return 'flat', None
+    if depths != {3}: return 'class', None            # one folder level, or mixed depths: the first folder is the class
+    pairs = {PurePosixPath(f).parts[:2] for f in files}
+    top, low = sorted({a for a, _ in pairs}), sorted({b for _, b in pairs})
+    st, sl = _user_score(top), _user_score(low)
+    if st != sl: return ('user/class' if st > sl else 'class/user'), None
+    if len(top) > 1 and len(pairs) == len(low): return 'class/user', None  # no lower name repeats: per-class subjects
+    guess = 'user/class' if len(low) < len(top) else 'class/user'     # classes are usually fewer than people
+    other = 'class/user' if guess == 'user/class' else 'user/class'
+    cls, usr = (low, top) if guess == 'user/class' else (top, low)
+    def few(ns): return ', '.join(ns[:3]) + (', ...' if len(ns) > 3 else '')
+    return guess, (f"mdaug: {root or 'the folder'} has two folder levels and either could be the class; using "
+                   f"layout='{guess}' (classes: {few(cls)}; users: {few(usr)}): pass layout='{other}' if that is wrong")
+
+def resolve_layout(files, # relative paths of images
+                   layout:str='auto', # one of LAYOUTS
+                   root=None # the folder, for messages
+                  ) -> str:
+    "`layout` checked against `files`, or detected when 'auto' (printing one line when the guess is uncertain)."
+    if layout not in LAYOUTS: raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == 'auto':
+        layout, note = detect_layout(files, root)
+        if note: print(note)
+        return layout
+    short = next((f for f in files if len(PurePosixPath(f).parts) < {'class': 2, 'flat': 1}.get(layout, 3)), None)
+    if short is not None:
+        where = 'in a class folder' if layout == 'class' else 'two folders deep'
+        raise ValueError(f"layout='{layout}' needs every image {where}, but {short} is not: "
+                         f"choose another layout, or leave it at 'auto'")
+    return layout
 
 def layout_classes(files, # relative paths of images
-                   root=None # the folder, for error messages
+                   root=None, # the folder, for error messages
+                   layout:str='class' # a resolved layout (see `resolve_layout`)
                   ) -> list[str]:
     "Sorted class names of `files`; `[]` for a flat (unconditional) folder; an error for a mixed one."
-    names = [class_of(PurePosixPath(f)) for f in files]
+    names = [class_of(PurePosixPath(f), layout) for f in files]
     flat = sum(n is None for n in names)
     if flat and flat < len(names):
         raise ValueError(f"{root or 'the folder'} mixes {flat} images at the top level with {len(names)-flat} in class "
@@ -63,18 +152,27 @@ def layout_classes(files, # relative paths of images
 
 # %% ../nbs/02_data.ipynb #f754dac7
 _STEM_RE = re.compile(r'^(?P<subject>.+)_(?P<n>\d+)$')
+_COLS = ('file', 'path', 'filename', 'class', 'subject') # column names we read, in any case
 
 def _key(rel) -> str: return str(PurePosixPath(rel).with_suffix(''))
+
+def _read_csv(p:Path) -> list[dict]:
+    "Rows of a csv as a spreadsheet saves it: BOM, CRLF, `;` separators, cp1252 text, stray cells and columns."
+    try: text = p.read_text(encoding='utf-8-sig')
+    except UnicodeDecodeError: text = p.read_text(encoding='cp1252', errors='replace')
+    head = text.split('\n', 1)[0]
+    rows = csv.DictReader(io.StringIO(text, newline=''), delimiter=';' if head.count(';') > head.count(',') else ',')
+    def col(k): return k.strip().lower() if k.strip().lower() in _COLS else k.strip()
+    return [{col(k): (v or '').strip() for k, v in r.items() if isinstance(k, str) and k.strip()} for r in rows]
 
 def read_metadata(root # a folder that may hold metadata.csv
                  ) -> dict[str, dict]:
     "Rows of `root/metadata.csv` keyed by file path relative to `root` without extension; `{}` if absent."
     p = Path(root)/'metadata.csv'
     if not p.is_file(): return {}
-    with open(p, newline='') as f: rows = list(csv.DictReader(f))
     out = {}
-    for r in rows:
-        fn = r.get('file') or r.get('path') or r.get('filename')
+    for r in _read_csv(p):
+        fn = (r.get('file') or r.get('path') or r.get('filename') or '').replace('\\', '/')
         if not fn: continue
         rel = PurePosixPath(fn)
         if len(rel.parts) == 1 and r.get('class'): rel = PurePosixPath(r['class'])/rel
@@ -82,12 +180,13 @@ def read_metadata(root # a folder that may hold metadata.csv
     return out
 
 def subjects_of(files, # relative paths of images
-                meta:dict|None=None # rows from `read_metadata`
+                meta:dict|None=None, # rows from `read_metadata`
+                layout:str='class' # the folders' layout: its user folder names the subject
                ) -> list[str|None]:
-    "The subject of each file: metadata's `subject` column, else the `<subject>` of a `<subject>_<n>` stem, else None."
+    "Each file's subject: metadata's `subject`, else its user folder, else `<subject>` of a `<subject>_<n>` stem."
     meta = default(meta, {}); out = []
     for f in files:
-        s = (meta.get(_key(f)) or {}).get('subject')
+        s = (meta.get(_key(f)) or {}).get('subject') or user_of(f, layout)
         if not s:
             m = _STEM_RE.match(PurePosixPath(f).stem)
             s = m['subject'] if m else None
@@ -226,6 +325,20 @@ def pad_to_square(img:Image.Image, # an `L` or `RGB` image
     out.paste(img, ((s - w)//2, (s - h)//2))
     return out
 
+def check_image_settings(image_size:int|None=128, # side of the square output; None keeps the size
+                         channels:int=3, # 1 (gray) or 3 (RGB)
+                         resize:str='resize' # 'resize' or 'pad'
+                        ):
+    "Raise a one-line `ValueError` for settings `preprocess_image` cannot honour on this machine, before any work."
+    if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if resize not in ('resize', 'pad'): raise ValueError(f"resize must be 'resize' or 'pad', got {resize!r}")
+    if image_size is None: return
+    check_number('image_size', image_size, 1, integer=True, hint='a side in pixels, or None to keep each size')
+    per_px = 2 * (4 if channels == 3 else 1)       # PIL keeps RGB in 4 bytes a pixel; the resize needs a second buffer
+    top = int(math.sqrt(0.5 * memory_bytes() / per_px))
+    check_memory(f"image_size={image_size} (one {'RGB' if channels == 3 else 'gray'} image)", per_px * image_size**2,
+                 f"choose an image_size of at most {top}")
+
 def preprocess_image(img:Image.Image, # an 8-bit `L` or `RGB` image (from `open_image`)
                      image_size:int|None=128, # side of the square output; None keeps the size
                      channels:int=3, # 1 (gray) or 3 (RGB)
@@ -233,13 +346,12 @@ def preprocess_image(img:Image.Image, # an 8-bit `L` or `RGB` image (from `open_
                      crop_margins:bool=False # crop near-white margins first
                     ) -> Image.Image:
     "Crop margins, convert to `channels` and resize `img` to `image_size` by the `resize` policy."
-    if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if resize not in ('resize', 'pad'): raise ValueError(f"resize must be 'resize' or 'pad', got {resize!r}")
-    if image_size is not None and image_size < 1: raise ValueError(f"image_size must be a positive number of pixels or None, got {image_size}")
+    check_image_settings(image_size, channels, resize)
     if crop_margins: img = crop_white_margins(img)
     mode = 'L' if channels == 1 else 'RGB'
     if img.mode != mode: img = img.convert(mode)
     if image_size is None: return img
+    image_size = int(image_size)
     if resize == 'pad': img = pad_to_square(img)
     if img.size != (image_size, image_size): img = img.resize((image_size, image_size), Image.Resampling.BICUBIC)
     return img
@@ -281,7 +393,7 @@ class PrepReport:
                     ignored=list(map(str, self.ignored)), settings=self.settings)
 
 class PrepError(ValueError):
-    "Raised by `prepare(strict=True)` when files were skipped; `.report` holds the full report."
+    "Raised by `prepare` when skipped files stop it (strict, none left, most over a good folder); see `.report`."
     def __init__(self, msg, report): super().__init__(msg); self.report = report
 
 # %% ../nbs/02_data.ipynb #7a9fece8
@@ -318,13 +430,14 @@ def _map_files(fn, jobs:list, n_workers:int|None=None, progress:bool=True, desc:
 
 # %% ../nbs/02_data.ipynb #f1e1cc27
 def take_evenly(files:list, # relative paths
-                n:int|None # how many to keep; None keeps all
+                n:int|None, # how many to keep; None keeps all
+                layout:str='class' # the folders' layout, which says each file's class
                ) -> list:
     "At most `n` of `files`, taken round-robin across classes in sorted order."
     if n is None or n >= len(files): return list(files)
     if n <= 0: raise ValueError(f"max_samples must be positive, got {n}")
     groups = {}
-    for f in files: groups.setdefault(class_of(PurePosixPath(f)), []).append(f)
+    for f in files: groups.setdefault(class_of(PurePosixPath(f), layout), []).append(f)
     out, its = [], [iter(g) for g in groups.values()]
     while len(out) < n and its:
         for it in list(its):
@@ -347,20 +460,63 @@ def is_hub_name(src # a path or a dataset name
     return not ('/' in s and Path(s.split('/')[0]).is_dir())
 
 # %% ../nbs/02_data.ipynb #c88c6003
+_BIG = 2**20 # entries below this may compress any amount (a blank image, a csv); the ratio limit starts above it
+
+def _bomb(path, what:str, opt:str, val) -> ValueError:
+    return ValueError(f"{path} {what}, above {opt}={val:g}: refusing it as a possible zip bomb "
+                      f"(raise {opt} if you trust this file)")
+
+def _check_zip_directory(path, infos:list, max_unzipped_mb:float, max_zip_ratio:float):
+    "Refuse a zip whose directory promises too many bytes, or too many per compressed byte (all or one entry)."
+    size, packed = sum(i.file_size for i in infos), sum(i.compress_size for i in infos)
+    if size > max_unzipped_mb * 1e6:
+        raise _bomb(path, f"expands to {size/1e6:.0f} MB", 'max_unzipped_mb', max_unzipped_mb)
+    for i in [None, *infos]:
+        n, c = (size, packed) if i is None else (i.file_size, i.compress_size)
+        if n > _BIG and n > max_zip_ratio * max(c, 1):
+            where = '' if i is None else f" in {i.filename!r}"
+            raise _bomb(path, f"expands {n/max(c, 1):.0f}x ({c/1e3:.0f} KB to {n/1e6:.0f} MB{where})",
+                        'max_zip_ratio', max_zip_ratio)
+
+def _extract_entry(zf, info, target:Path, path, left:float, max_unzipped_mb:float, max_zip_ratio:float) -> int:
+    "Stream one entry to `target`, counting what really comes out (a directory can lie); returns the bytes written."
+    n = 0
+    try:
+        with zf.open(info) as f, open(target, 'wb') as g:
+            while chunk := f.read(_BIG):
+                n += len(chunk)
+                if n > left: raise _bomb(path, "expands to more than it said", 'max_unzipped_mb', max_unzipped_mb)
+                if n > _BIG and n > max_zip_ratio * max(info.compress_size, 1):
+                    raise _bomb(path, f"entry {info.filename!r} expands more than it said", 'max_zip_ratio',
+                                max_zip_ratio)
+                g.write(chunk)
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as e:
+        raise ValueError(f"{path}: entry {info.filename!r} cannot be extracted ({e}): "
+                         f"the zip is damaged, or its directory lies; re-create it") from None
+    return n
+
 def extract_zip(path, # a .zip file
-                dest # folder to extract into
+                dest, # folder to extract into
+                max_unzipped_mb:float=4096, # refuse a zip that expands to more than this many MB in all
+                max_zip_ratio:float=100 # refuse a zip (or an entry over 1 MB) that expands more than this many times
                ) -> Path:
     "Extract `path` into `dest` safely; returns the data root (the single wrapper folder if there is one)."
+    check_number('max_unzipped_mb', max_unzipped_mb, 0, lo_open=True)
+    check_number('max_zip_ratio', max_zip_ratio, 1)
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True); base = dest.resolve()
     try: zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e: raise ValueError(f"{path} is not a valid zip file ({e})") from None
     with zf:
+        _check_zip_directory(path, [i for i in zf.infolist() if not i.is_dir()], max_unzipped_mb, max_zip_ratio)
+        left = max_unzipped_mb * 1e6
         for info in zf.infolist():
             target = (dest/info.filename).resolve()
-            if not target.is_relative_to(base): raise ValueError(f"{path}: entry {info.filename!r} would be written outside the folder; refusing this zip")
+            if not target.is_relative_to(base):
+                raise ValueError(f"{path}: entry {info.filename!r} would be written outside the folder; "
+                                 f"refusing this zip")
             if info.is_dir(): continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as f, open(target, 'wb') as g: shutil.copyfileobj(f, g)
+            left -= _extract_entry(zf, info, target, path, left, max_unzipped_mb, max_zip_ratio)
     root = dest
     while True:
         kids = [p for p in root.iterdir() if not _hidden(PurePosixPath(p.name))]
@@ -405,24 +561,70 @@ def load_hub(name:str, # 'owner/name' or 'hf://owner/name'
 def _check_out(src:Path, out:Path):
     "Refuse an output folder that is the source, inside it, or an unrelated non-empty folder."
     s, o = src.resolve(), out.resolve()
-    if o == s or o.is_relative_to(s): raise ValueError(f"out={out} is inside the source {src}: choose a folder outside it")
+    if o == s or o.is_relative_to(s):
+        raise ValueError(f"out={out} is inside the source {src}: choose a folder outside it")
     if s.is_relative_to(o): raise ValueError(f"the source {src} is inside out={out}: choose another output folder")
     if o.exists() and any(o.iterdir()) and not (o/'prep_report.json').exists():
-        raise ValueError(f"out={out} exists, is not empty and is not a prepared folder: choose a new folder or delete it")
+        raise ValueError(f"out={out} exists, is not empty and is not a prepared folder: "
+                         f"choose a new folder or delete it")
 
-def _resolve_src(src, tmp:Path, max_samples=None, progress=True) -> Path:
+def _resolve_src(src, tmp:Path, max_samples=None, progress=True, max_unzipped_mb=4096, max_zip_ratio=100) -> Path:
     "A local folder holding the images of `src` (a folder, a zip or a hub name)."
     if is_hub_name(src): return load_hub(str(src), tmp/'hub', max_samples=max_samples, progress=progress)
     p = Path(src).expanduser()
-    if not p.exists(): raise FileNotFoundError(f"{src} does not exist: pass a folder of images (class or per-user subfolders, or flat), a .zip of one, or a Hugging Face dataset name")
+    if not p.exists():
+        raise FileNotFoundError(f"{src} does not exist: pass a folder of images (class or per-user subfolders, "
+                                f"or flat), a .zip of one, or a Hugging Face dataset name")
     if p.is_file():
-        if p.suffix.lower() != '.zip' and not zipfile.is_zipfile(p): raise ValueError(f"{src} is a file but not a .zip: pass a folder of images or a .zip of one")
-        return extract_zip(p, tmp/'zip')
+        if p.suffix.lower() != '.zip' and not zipfile.is_zipfile(p):
+            raise ValueError(f"{src} is a file but not a .zip: pass a folder of images or a .zip of one")
+        return extract_zip(p, tmp/'zip', max_unzipped_mb, max_zip_ratio)
     return p
+
+def _check_prep_options(image_size, channels, resize, layout, min_size, max_pixels, max_samples, n_workers,
+                        max_unzipped_mb, max_zip_ratio):
+    "Every option of `prepare` checked before anything is read or written; each error is one line naming the option."
+    check_image_settings(image_size, channels, resize)
+    if layout not in LAYOUTS: raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    for name, v, lo in (('min_size', min_size, 1), ('max_pixels', max_pixels, 1), ('max_samples', max_samples, 1),
+                        ('n_workers', n_workers, 0)):
+        if v is not None: check_number(name, v, lo, integer=True)
+    check_number('max_unzipped_mb', max_unzipped_mb, 0, lo_open=True)
+    check_number('max_zip_ratio', max_zip_ratio, 1)
+
+def canonical_path(rel:PurePosixPath, layout:str) -> PurePosixPath: # a relative image path, and its layout
+    "Where `rel` goes in a prepared (or augmented) folder: the class folder first (users below it), a flat set stays flat."
+    p = rel.parts
+    if layout == 'user/class': return PurePosixPath(p[1], p[0], *p[2:])
+    if layout == 'flat' and len(p) > 1: return PurePosixPath('__'.join(p))
+    return rel
+
+# %% ../nbs/02_data.ipynb #f815c520
+def _nothing_found(src, ignored:list, links:list) -> str:
+    "The one line for a source without a single candidate image."
+    found = (f"; found {len(ignored)} other file(s) such as {ignored[0]}" if ignored else
+             '' if links else '; the folder is empty')
+    left = f"; left out {len(links)} link(s) leading outside it (follow_links=True uses them)" if links else ''
+    return f"no images found in {src} (looked for {', '.join(sorted(IMAGE_EXTS))}{found}{left})"
+
+def _check_kept(rep:PrepReport, strict:bool, had_prepared:bool, replace:bool):
+    "Stop before a prepared folder is written when too little survived; what is in `out` stays as it was."
+    k, n = len(rep.skipped), rep.n_found
+    if strict and k:
+        raise PrepError(f"strict: {k} of {n} images were skipped (nothing was written; fix or remove them):\n"
+                        + '\n'.join(f"  {f}: {r}" for f, r in rep.skipped), rep)
+    eg = ' '.join(f"{rep.skipped[0][0]}: {rep.skipped[0][1]}".split()) if k else ''
+    left = f"{rep.out} was left as it was" if had_prepared else "nothing was written"
+    if rep.n_ok == 0:
+        raise PrepError(f"none of the {n} images could be used (e.g. {eg}); {left}: fix the images or the settings "
+                        f"that skipped them", rep)
+    if had_prepared and k > n / 2 and not replace:
+        raise PrepError(f"{k} of {n} images were skipped (e.g. {eg}), so the prepared folder in {rep.out} was left "
+                        f"as it was: fix the images, or pass replace=True (--replace) to replace it anyway", rep)
 
 # %% ../nbs/02_data.ipynb #9f44e385
 def prepare(src, # a folder (class or per-user subfolders, or flat), a .zip of one, or a Hugging Face dataset name
-            out, # output folder (created; an earlier prepared folder there is replaced)
+            out, # output folder (created; an earlier prepared folder there is replaced, see `replace`)
             image_size:int|None=128, # side of the square output images; None keeps each image's size
             channels:int=3, # 1 (gray) or 3 (RGB)
             resize:str='resize', # 'resize' (stretch to square) or 'pad' (pad to square, then resize)
@@ -432,60 +634,73 @@ def prepare(src, # a folder (class or per-user subfolders, or flat), a .zip of o
             min_size:int=8, # skip images whose width or height is below this
             n_workers:int|None=None, # worker processes; None: all cores; 0 or 1: in this process
             progress:bool=True, # show a progress bar
-            max_pixels:int|None=None # skip images with more pixels (decompression-bomb guard); None: PIL's limit
+            max_pixels:int|None=None, # skip images with more pixels (decompression-bomb guard); None: PIL's limit
+            layout:str='auto', # 'auto', 'class' (<class>/img), 'user/class', 'class/user' or 'flat' (no classes)
+            replace:bool=False, # replace an earlier prepared folder even when more than half of the images were skipped
+            follow_links:bool=False, # use links that lead outside `src` (otherwise skipped and reported)
+            max_unzipped_mb:float=4096, # a zip `src` may expand to at most this many MB
+            max_zip_ratio:float=100 # a zip `src` may expand to at most this many times its compressed size
            ) -> PrepReport:
-    "Convert every image under `src` to an 8-bit PNG of `image_size` and `channels` in `out`, keeping the folder structure."
-    preprocess_image(Image.new('L', (1, 1)), image_size, channels, resize)  # validate settings before any work
+    "Convert every image under `src` into `out` as an 8-bit PNG of `image_size` and `channels`, class folders first."
+    _check_prep_options(image_size, channels, resize, layout, min_size, max_pixels, max_samples, n_workers,
+                        max_unzipped_mb, max_zip_ratio)
     t0, out = time.time(), Path(out)
     settings = dict(src=str(src), image_size=image_size, channels=channels, resize=resize, crop_margins=crop_margins,
-                    max_samples=max_samples, strict=strict, min_size=min_size, max_pixels=max_pixels)
+                    max_samples=max_samples, strict=strict, min_size=min_size, max_pixels=max_pixels, layout=layout)
     with tempfile.TemporaryDirectory(prefix='mdaug-src-') as tmp:
-        root = _resolve_src(src, Path(tmp), max_samples, progress)
+        root = _resolve_src(src, Path(tmp), max_samples, progress, max_unzipped_mb, max_zip_ratio)
         if not root.is_dir(): raise NotADirectoryError(f"{src} is not a folder")
         _check_out(root, out)
-        files, ignored = find_images(root)
-        if not files:
-            raise ValueError(f"no images found in {src} (looked for {', '.join(sorted(IMAGE_EXTS))}"
-                             + (f"; found {len(ignored)} other file(s) such as {ignored[0]}" if ignored else '; the folder is empty') + ")")
-        classes = layout_classes(files, src)
-        files = take_evenly(files, max_samples)
-        dsts = [f.with_suffix('.png') for f in files]
+        links = []
+        files, ignored = find_images(root, follow_links, links)
+        if not files: raise ValueError(_nothing_found(src, ignored, links))
+        layout = settings['layout'] = resolve_layout(files, layout, src)
+        classes = layout_classes(files, src, layout)
+        files = take_evenly(files, max_samples, layout)
+        dsts = [canonical_path(f, layout).with_suffix('.png') for f in files]
         clash = {d for d in dsts if dsts.count(d) > 1} if len(set(dsts)) < len(dsts) else set()
-        dsts = [PurePosixPath(f'{f}.png') if d in clash else d for f, d in zip(files, dsts)]
-        with atomic_dir(out) as tmp_out:
-            jobs = [(i, str(root/f), str(tmp_out/d), settings) for i, (f, d) in enumerate(zip(files, dsts))]
-            res = sorted(_map_files(_prep_file, jobs, n_workers, progress))
-            skipped = [(str(files[i]), r) for i, _, r in res if r is not None]
-            converted = [(str(files[i]), n) for i, n, r in res if r is None and n]
-            kept = [i for i, _, r in res if r is None]
-            rep = PrepReport(len(kept), skipped, out, classes, converted, [str(o) for o in ignored], len(files), 0., settings)
-            if strict and skipped:
-                raise PrepError(f"strict: {len(skipped)} of {len(files)} images were skipped (nothing was written; fix or remove them):\n"
-                                + '\n'.join(f"  {f}: {r}" for f, r in skipped), rep)
-            save_json({c: i for i, c in enumerate(classes)}, tmp_out/'classes.json')
-            _write_metadata(root, tmp_out, [files[i] for i in kept], [dsts[i] for i in kept])
-            rep.seconds = time.time() - t0
-            save_json(rep.to_dict(), tmp_out/'prep_report.json')
+        dsts = [PurePosixPath(f'{canonical_path(f, layout)}.png') if d in clash else d for f, d in zip(files, dsts)]
+        skipped = [(str(r), f"a link to {t}, outside the data folder: left out (follow_links=True uses it)")
+                   for r, t in links]
+        with folder_lock(out, 'mdaug prep'):
+            had = (out/'prep_report.json').is_file()
+            with atomic_dir(out) as tmp_out:
+                jobs = [(i, str(root/f), str(tmp_out/d), settings) for i, (f, d) in enumerate(zip(files, dsts))]
+                res = sorted(_map_files(_prep_file, jobs, n_workers, progress))
+                skipped += [(str(files[i]), r) for i, _, r in res if r is not None]
+                converted = [(str(files[i]), n) for i, n, r in res if r is None and n]
+                kept = [i for i, _, r in res if r is None]
+                rep = PrepReport(len(kept), skipped, out, classes, converted, [str(o) for o in ignored],
+                                 len(files) + len(links), 0., settings)
+                _check_kept(rep, strict, had, replace)
+                save_json({c: i for i, c in enumerate(classes)}, tmp_out/'classes.json')
+                _write_metadata(root, tmp_out, [files[i] for i in kept], [dsts[i] for i in kept], layout)
+                rep.seconds = time.time() - t0
+                save_json(rep.to_dict(), tmp_out/'prep_report.json')
     if progress: print(rep.summary())
     return rep
 
 # %% ../nbs/02_data.ipynb #e9db8220
-def _write_metadata(root:Path, out:Path, files:list, dsts:list):
+def _write_metadata(root:Path, out:Path, files:list, dsts:list, layout:str='class'):
     "Write `out/metadata.csv` for the kept `files` (renamed to `dsts`), from the source's table when there is one."
     meta = read_metadata(root)
+    subjects = subjects_of(files, meta, layout)
     if meta:
         cols = list(next(iter(meta.values())).keys())
         fcol = next(c for c in ('file', 'path', 'filename') if c in cols)
+        if 'subject' not in cols: cols.append('subject')
         rows = []
-        for f, d in zip(files, dsts):
+        for f, d, s in zip(files, dsts, subjects):
             r = meta.get(_key(f))
             if r is None: continue
-            r = dict(r); r[fcol] = str(d) if '/' in r[fcol] else d.name
+            r = dict(r); r[fcol] = str(d) if '/' in r[fcol] or len(d.parts) > 2 else d.name
+            r['subject'] = r.get('subject') or s or ''
             rows.append(r)
     else:
         cols = ['file', 'class', 'subject']
-        rows = [dict(file=str(d), **{'class': class_of(d) or ''}, subject=s or '') for d, s in zip(dsts, subjects_of(files))]
-    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=cols, lineterminator='\n'); w.writeheader(); w.writerows(rows)
+        rows = [dict(file=str(d), **{'class': class_of(d) or ''}, subject=s or '') for d, s in zip(dsts, subjects)]
+    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=cols, lineterminator='\n')
+    w.writeheader(); w.writerows(rows)
     (out/'metadata.csv').write_text(buf.getvalue())
 
 # %% ../nbs/02_data.ipynb #dc65c3ee
@@ -498,24 +713,33 @@ class SpectrogramDataset(torch.utils.data.Dataset):
                  resize:str='resize', # resize policy when resizing on load: 'resize' or 'pad'
                  crop_margins:bool=False, # crop white margins on load
                  classes:list|None=None, # class names in index order (default: classes.json, else sorted folders)
-                 cache:bool=False # keep decoded tensors in memory
+                 cache:bool=False, # keep decoded tensors in memory
+                 layout:str='auto', # as in `prepare`; 'auto' reads a prepared folder (with classes.json) as <class>/...
+                 follow_links:bool|None=None # use links that lead outside `root`; None: only in a folder `augment` wrote
                 ):
         self.root = Path(root)
-        if not self.root.exists(): raise FileNotFoundError(f"{root} does not exist: pass a folder of images (e.g. the output of prepare)")
-        if not self.root.is_dir(): raise NotADirectoryError(f"{root} is not a folder{': run prepare() on the zip first' if str(root).endswith('.zip') else ''}")
+        if not self.root.exists():
+            raise FileNotFoundError(f"{root} does not exist: pass a folder of images (e.g. the output of prepare)")
+        if not self.root.is_dir():
+            zipped = ': run prepare() on the zip first' if str(root).endswith('.zip') else ''
+            raise NotADirectoryError(f"{root} is not a folder{zipped}")
         self.image_size, self.channels, self.resize, self.crop_margins = image_size, channels, resize, crop_margins
-        preprocess_image(Image.new('L', (1, 1)), image_size, channels, resize)
-        self.files = [PurePosixPath(f) for f in (files if files is not None else find_images(self.root)[0])]
+        check_image_settings(image_size, channels, resize)
+        files = files if files is not None else find_images(self.root, follow_links)[0]
+        self.files = [PurePosixPath(f) for f in files]
         if not self.files: raise ValueError(f"no images in {root}: expected <class>/<file>.png or flat <file>.png")
-        found = layout_classes(self.files, root)
+        if layout == 'auto' and (self.root/'classes.json').is_file(): self.layout = 'class'  # prepare wrote it so
+        else: self.layout = resolve_layout(self.files, layout, root)
+        found = layout_classes(self.files, root, self.layout)
         if classes is None and (self.root/'classes.json').is_file():
             m = load_json(self.root/'classes.json'); classes = sorted(m, key=m.get) if isinstance(m, dict) else list(m)
         self.classes = list(default(classes, found))
         missing = sorted(set(found) - set(self.classes))
         if missing: raise ValueError(f"folders {missing} are not in the class list {self.classes} (classes.json?)")
         idx = {c: i for i, c in enumerate(self.classes)}
-        self.labels = [idx[class_of(f)] if class_of(f) is not None else 0 for f in self.files]
-        self.subjects = subjects_of(self.files, read_metadata(self.root))
+        names = [class_of(f, self.layout) for f in self.files]
+        self.labels = [0 if c is None else idx[c] for c in names]
+        self.subjects = subjects_of(self.files, read_metadata(self.root), self.layout)
         self._cache = {} if cache else None
 
     def __len__(self): return len(self.files)
@@ -526,7 +750,8 @@ class SpectrogramDataset(torch.utils.data.Dataset):
         "Item `i` as a preprocessed PIL image."
         p = self.root/self.files[i]
         try: img, _ = open_image(p, min_size=1)
-        except BadImageError as e: raise BadImageError(f"{p}: {e}; run prepare() on {self.root} to skip bad files") from None
+        except BadImageError as e:
+            raise BadImageError(f"{p}: {e}; run prepare() on {self.root} to skip bad files") from None
         return preprocess_image(img, self.image_size, self.channels, self.resize, self.crop_margins)
 
     def __getitem__(self, i:int):
@@ -539,7 +764,8 @@ class SpectrogramDataset(torch.utils.data.Dataset):
         "A dataset of the items `idx`, sharing this one's classes and settings."
         ds = SpectrogramDataset.__new__(SpectrogramDataset); ds.__dict__.update(self.__dict__)
         idx = list(idx)
-        ds.files, ds.labels, ds.subjects = [self.files[i] for i in idx], [self.labels[i] for i in idx], [self.subjects[i] for i in idx]
+        ds.files, ds.labels = [self.files[i] for i in idx], [self.labels[i] for i in idx]
+        ds.subjects = [self.subjects[i] for i in idx]
         ds._cache = {} if self._cache is not None else None
         return ds
 

@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/evaluate.html.md"""
 
 # %% ../nbs/09_evaluate.ipynb #be7de281
 from __future__ import annotations
-import contextlib, random, time
+import contextlib, math, random, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
@@ -17,53 +17,83 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import (exists, default, default_device, get_profile, save_json, load_json, atomic_write, atomic_dir,
-                        labelled_grid, check_fields)
+                        labelled_grid, check_fields, check_number, folder_lock)
 
 # %% auto #0
-__all__ = ['BENCH_PRESETS', 'ARMS', 'Images', 'load_images', 'split_by_subject', 'SpecCNN', 'save_classifier', 'load_classifier',
-           'classic_augment', 'ClassifierSettings', 'train_classifier', 'predict', 'features', 'confusion', 'accuracy',
-           'plot_confusions', 'frechet_distance', 'mmd2', 'kid', 'knn_radii', 'prdc', 'memorisation',
-           'plot_memorisation', 'closest_pairs', 'vq_ceiling', 'match_counts', 'quality', 'inception_fid', 'evaluate',
-           'BenchSettings', 'nested_subsets', 'benchmark', 'summarise', 'plot_accuracy', 'bench_report']
+__all__ = ['BENCH_PRESETS', 'ARMS', 'Images', 'shrink', 'load_images', 'split_by_subject', 'SpecCNN', 'save_classifier',
+           'load_classifier', 'classic_augment', 'ClassifierSettings', 'train_classifier', 'predict', 'features',
+           'confusion', 'accuracy', 'plot_confusions', 'frechet_distance', 'mmd2', 'kid', 'knn_radii', 'prdc',
+           'nearest_streamed', 'memorisation', 'plot_memorisation', 'closest_pairs', 'vq_ceiling', 'match_counts',
+           'quality', 'inception_fid', 'evaluate', 'BenchSettings', 'nested_subsets', 'benchmark', 'summarise',
+           'plot_accuracy', 'bench_report']
 
 # %% ../nbs/09_evaluate.ipynb #1b3a13f9
 @dataclass
 class Images:
-    "Images in memory with their labels: what the metrics and the benchmark work on."
-    x:torch.Tensor  # (N, C, H, W) in [-1, 1]
+    "Labelled images: in memory, or small copies in memory with the full-size pixels read from disk batch by batch."
+    x:torch.Tensor  # (N, C, H, W) in [-1, 1]: the images, or small copies of them when `source` is set
     y:torch.Tensor  # (N,) class indices
     classes:list    # class names in index order
     files:list      # relative path of each image (for pictures and reports)
     subjects:list   # subject of each image (None where unknown)
+    source:object=None   # a `SpectrogramDataset` of the full-size files when `x` holds small copies
+    full:tuple|None=None # (C, H, W) of the full-size images when `x` holds small copies
 
     def __len__(self): return len(self.y)
+    @property
+    def full_shape(self) -> tuple: return tuple(default(self.full, self.x.shape[1:]))
     def subset(self, idx) -> Images:
         "The images `idx` (a list of indices)."
         idx = list(idx)
-        return Images(self.x[idx], self.y[idx], self.classes, [self.files[i] for i in idx], [self.subjects[i] for i in idx])
+        src = self.source.subset(idx) if exists(self.source) else None
+        return Images(self.x[idx], self.y[idx], self.classes, [self.files[i] for i in idx],
+                      [self.subjects[i] for i in idx], src, self.full)
+    def pixels(self, idx) -> torch.Tensor:
+        "The full-size images `idx`: `x[idx]`, or read from disk when `x` holds small copies."
+        idx = list(idx)
+        if self.source is None: return self.x[idx]
+        return torch.stack([self.source[i][0] for i in idx]) if idx else torch.empty(0, *self.full_shape)
+    def batches(self, batch_size:int=32): # images per batch
+        "The full-size images in order, `batch_size` at a time: one batch in memory at a time."
+        for i in range(0, len(self), batch_size): yield self.pixels(range(i, min(i + batch_size, len(self))))
     def counts(self) -> list[int]: return torch.bincount(self.y, minlength=len(self.classes)).tolist()
     def __repr__(self):
-        return (f"Images({len(self)} x {tuple(self.x.shape[1:])}, " + ', '.join(f'{c}: {n}' for c, n in zip(self.classes, self.counts())) + ')')
+        kept = f", small copies of {self.full_shape}" if exists(self.source) else ''
+        return (f"Images({len(self)} x {tuple(self.x.shape[1:])}{kept}, "
+                + ', '.join(f'{c}: {n}' for c, n in zip(self.classes, self.counts())) + ')')
+
+def shrink(x:torch.Tensor, side:int) -> torch.Tensor: # an image `(C, H, W)` or a batch; the side to shrink to
+    "Area-downsample to `side` x `side`, as `SpecCNN.features` does (unchanged when already that size)."
+    if x.shape[-2:] == (side, side): return x
+    y = F.interpolate(x[None] if x.ndim == 3 else x, size=(side, side), mode='area')
+    return y.reshape(*x.shape[:-2], side, side)
 
 def load_images(root, # a folder of class folders (or a flat folder)
                 image_size:int|None=None, # resize on load; None keeps the files' size (they must all be the same)
                 channels:int=3, # 1 or 3
                 classes:list|None=None, # class names in index order; None: the folder's (classes.json, else sorted folders)
-                progress:bool=True # show a progress bar
+                progress:bool=True, # show a progress bar
+                small:int|None=None # keep only copies shrunk to this side; full-size pixels are read again when needed
                ) -> Images:
-    "Every readable image under `root` as one tensor; unreadable files are listed and skipped."
+    "Every readable image under `root` as one tensor (or its small copies); unreadable files are listed and skipped."
     from mdaug.data import SpectrogramDataset, BadImageError
     ds = SpectrogramDataset(root, image_size=image_size, channels=channels, classes=classes)
-    xs, keep, bad = [], [], []
+    xs, keep, bad, shapes = [], [], [], set()
     for i in tqdm(range(len(ds)), disable=not progress, desc=f'load {Path(root).name}', unit='img', leave=False):
-        try: xs.append(ds[i][0]); keep.append(i)
-        except (BadImageError, OSError) as e: bad.append(f"{ds.files[i]}: {e}")
+        try: x = ds[i][0]
+        except (BadImageError, OSError) as e: bad.append(f"{ds.files[i]}: {e}"); continue
+        shapes.add(tuple(x.shape)); keep.append(i)
+        xs.append(x if small is None else shrink(x, small))   # one full-size image at a time when `small` is set
     if bad: print(f"skipped {len(bad)} unreadable image(s) in {root}:\n  " + '\n  '.join(bad[:20]))
     if not xs: raise ValueError(f"no readable images in {root}")
-    shapes = sorted({tuple(x.shape) for x in xs})
-    if len(shapes) > 1: raise ValueError(f"{root} holds images of {len(shapes)} sizes ({shapes[:3]}...): pass image_size to resize them on load")
+    shapes = sorted(shapes)
+    if len(shapes) > 1:
+        raise ValueError(f"{root} holds images of {len(shapes)} sizes ({shapes[:3]}...): "
+                         "pass image_size to resize them on load")
     ds = ds.subset(keep)
-    return Images(torch.stack(xs), torch.tensor(ds.labels), list(ds.classes), [f.as_posix() for f in ds.files], list(ds.subjects))
+    lazy = (ds, shapes[0]) if exists(small) else ()
+    return Images(torch.stack(xs), torch.tensor(ds.labels), list(ds.classes), [f.as_posix() for f in ds.files],
+                  list(ds.subjects), *lazy)
 
 # %% ../nbs/09_evaluate.ipynb #d225c022
 def split_by_subject(ims:Images, # labelled images
@@ -178,7 +208,7 @@ def train_classifier(x:torch.Tensor, # training images `(N, C, H, W)` in [-1, 1]
     check_fields(ClassifierSettings, kwargs, 'classifier setting')
     s = replace(default(settings, ClassifierSettings()), **kwargs).validate()
     if len(x) != len(y) or not len(x): raise ValueError(f"need as many labels as images (and at least one): got {len(x)} images, {len(y)} labels")
-    device = default(device, default_device())
+    device = default_device(device)
     torch.manual_seed(s.seed); g = torch.Generator().manual_seed(s.seed)
     m = SpecCNN(n_classes, x.shape[1], s.width, s.n_features, s.input_size).to(device)
     opt = torch.optim.AdamW(m.parameters(), lr=s.lr, weight_decay=s.weight_decay)
@@ -281,11 +311,35 @@ def prdc(real:torch.Tensor, fake:torch.Tensor, k:int=3) -> dict: # features of r
                 coverage=(d.min(1).values <= rr).double().mean().item())  # share of real balls holding a fake
 
 # %% ../nbs/09_evaluate.ipynb #bc1833b9
-def memorisation(gen:torch.Tensor, train:torch.Tensor, test:torch.Tensor) -> dict: # images: generated, the generator's training set, held-out real
+def _chunks(v, n:int):
+    "The full-size images of `v` (a tensor or `Images`), `n` at a time."
+    yield from (v.split(n) if torch.is_tensor(v) else v.batches(n))
+
+def nearest_streamed(a, # queries: images `(N, C, H, W)` or `Images` (full size read from disk in chunks)
+                     b, # references, the same
+                     chunk:int|None=None # images of each side in memory at once; None: about 64 MB of float64 pixels
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    "`nearest` chunk by chunk: RMS pixel distance from each image of `a` to its nearest in `b`, and that one's index."
+    numel = math.prod(a.shape[1:] if torch.is_tensor(a) else a.full_shape)
+    chunk = default(chunk, max(1, 64 * 2**20 // (8 * numel)))
+    vs, ix = [], []
+    for xa in _chunks(a, chunk):
+        xa = xa.flatten(1).double()
+        best, arg, j0 = torch.full((len(xa),), math.inf, dtype=torch.float64), torch.zeros(len(xa), dtype=torch.long), 0
+        for xb in _chunks(b, chunk):   # `b` is read again for every chunk of `a`: memory stays at two chunks
+            v, i = (torch.cdist(xa, xb.flatten(1).double()) / numel ** 0.5).min(1)
+            closer = v < best
+            best, arg, j0 = torch.where(closer, v, best), torch.where(closer, i + j0, arg), j0 + len(xb)
+        vs.append(best.float()); ix.append(arg)
+    return torch.cat(vs), torch.cat(ix)
+
+def memorisation(gen, # generated images: a tensor `(N, C, H, W)` or `Images`
+                 train, # the generator's training images, the same
+                 test # held-out real images, the same
+                ) -> dict:
     "How close generated images come to the training set, against how close unseen real images come to it (RMS over pixels)."
-    from mdaug.generate import nearest
-    dg, ig = nearest(gen, train)
-    dt, _ = nearest(test, train)
+    dg, ig = nearest_streamed(gen, train)
+    dt, _ = nearest_streamed(test, train)
     return dict(gen_to_train=dg, gen_index=ig, test_to_train=dt,
                 share_closer=(dg < dt.min()).float().mean().item(),   # closer to a training image than any test image is
                 median_gen=dg.median().item(), median_test=dt.median().item())
@@ -304,27 +358,31 @@ def plot_memorisation(mem:dict, title:str=''): # from `memorisation`; a title
     ax.legend(fontsize=7); fig.tight_layout()
     return fig
 
-def closest_pairs(gen:torch.Tensor, train:torch.Tensor, mem:dict, n:int=8): # images; the result of `memorisation`; pairs
+def closest_pairs(gen, train, mem:dict, n:int=8): # images (tensors or `Images`); the result of `memorisation`; pairs
     "A grid of the `n` generated images nearest to a training image (top) above those training images."
     o = mem['gen_to_train'].argsort()[:n]
-    return labelled_grid({'generated': list(gen[o]), 'nearest training': list(train[mem['gen_index'][o]])},
+    px = lambda v, idx: v[idx] if torch.is_tensor(v) else v.pixels(idx.tolist())   # only these are read at full size
+    return labelled_grid({'generated': list(px(gen, o)), 'nearest training': list(px(train, mem['gen_index'][o]))},
                          header=[f"{mem['gen_to_train'][i]:.3f}" for i in o])
 
 # %% ../nbs/09_evaluate.ipynb #d9144182
 @torch.no_grad()
 def vq_ceiling(vq, # a diffusers `VQModel`
                clf:SpecCNN, # the reference classifier
-               ims:Images, # held-out real images at the VQ-VAE's size
+               ims:Images, # held-out real images at the VQ-VAE's size (in memory, or read from disk batch by batch)
                batch_size:int=32 # images per forward
               ) -> dict:
     "The first stage's ceiling: the classifier's accuracy on VQ-VAE reconstructions against the originals, with PSNR and SSIM."
     from mdaug.vqvae import vq_forward, psnr, ssim
-    dev = next(vq.parameters()).device
-    rec = torch.cat([vq_forward(vq, ims.x[i:i + batch_size].to(dev, next(vq.parameters()).dtype))[0].float().clamp(-1, 1).cpu()
-                     for i in range(0, len(ims), batch_size)])
-    acc, _ = accuracy(clf, ims); acc_rec, _ = accuracy(clf, replace(ims, x=rec))
+    dev, dt = next(vq.parameters()).device, next(vq.parameters()).dtype
+    p, p_rec, ps, ss = [], [], [], []
+    for x in ims.batches(batch_size):   # one batch of originals and reconstructions in memory at a time
+        rec = vq_forward(vq, x.to(dev, dt))[0].float().clamp(-1, 1).cpu()
+        p.append(predict(clf, x).argmax(-1)); p_rec.append(predict(clf, rec).argmax(-1))
+        ps.append(psnr(x, rec)); ss.append(ssim(x, rec))
+    acc, acc_rec = [(torch.cat(q) == ims.y).float().mean().item() for q in (p, p_rec)]
     return dict(accuracy=acc, accuracy_reconstructed=acc_rec, ratio=acc_rec / max(acc, 1e-12),
-                psnr=psnr(ims.x, rec).mean().item(), ssim=ssim(ims.x, rec).mean().item(), n_images=len(ims))
+                psnr=torch.cat(ps).mean().item(), ssim=torch.cat(ss).mean().item(), n_images=len(ims))
 
 # %% ../nbs/09_evaluate.ipynb #fab6df45
 def match_counts(ims:Images, # images to draw from (e.g. generated)
@@ -339,7 +397,7 @@ def match_counts(ims:Images, # images to draw from (e.g. generated)
     return sorted(out)
 
 def quality(clf:SpecCNN, # the reference classifier (trained on `train` only)
-            train:Images, # the generator's training images (memorisation is measured against them)
+            train:Images, # the generator's training images (memorisation is measured against them, at full size)
             held:Images, # held-out real images no model has seen
             gen:Images, # generated images
             k:int=3, # neighbours of the manifold metrics
@@ -355,7 +413,7 @@ def quality(clf:SpecCNN, # the reference classifier (trained on `train` only)
     size = max(2, min(len(fA), len(fB), len(fG)) // 2)   # subsets of half the set: their spread is the std of a small-sample KID
     kd = lambda f1, f2: kid(f1, f2, kid_subsets, size, seed)
     kf, kg = kd(fA, fB), kd(fG, fB)
-    mem = memorisation(gen.x, train.x, held.x)
+    mem = memorisation(gen, train, held)   # at full size: from disk, chunk by chunk, for streamed `Images`
     acc_held, _ = accuracy(clf, held); acc_gen, cm_gen = accuracy(clf, gen)
     num = dict(n=dict(train=len(train), held_a=len(A), held_b=len(B), generated=len(gen), generated_scored=len(G)),
                floor=dict(fid=frechet_distance(fA, fB), kid=kf[0], kid_std=kf[1], **prdc(fB, fA, k)),
@@ -366,7 +424,7 @@ def quality(clf:SpecCNN, # the reference classifier (trained on `train` only)
     return num, mem
 
 # %% ../nbs/09_evaluate.ipynb #2d2ab924
-def inception_fid(real:torch.Tensor, gen:torch.Tensor) -> float: # images in [-1, 1]
+def inception_fid(real, gen) -> float: # images in [-1, 1]: tensors, or `Images` read from disk 64 at a time
     "FID in the feature space of torchmetrics' Inception-v3 (the natural-image standard); needs torch-fidelity and its weights' download."
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
@@ -375,8 +433,8 @@ def inception_fid(real:torch.Tensor, gen:torch.Tensor) -> float: # images in [-1
         raise ImportError(f"Inception FID needs `pip install 'torchmetrics[image]'` and one download of the Inception weights "
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     rgb = lambda x: ((x.float() + 1) / 2).clamp(0, 1).expand(-1, 3, -1, -1)
-    for i in range(0, len(real), 64): fid.update(rgb(real[i:i + 64]), real=True)
-    for i in range(0, len(gen), 64): fid.update(rgb(gen[i:i + 64]), real=False)
+    for x in _chunks(real, 64): fid.update(rgb(x), real=True)
+    for x in _chunks(gen, 64): fid.update(rgb(x), real=False)
     return fid.compute().item()
 
 # %% ../nbs/09_evaluate.ipynb #b3ee2d89
@@ -389,8 +447,8 @@ def _image_size(folder) -> tuple[int, int]:
     im = Image.open(Path(folder)/files[0])
     return im.width, 1 if im.mode in ('L', 'I', 'I;16', 'F') else 3
 
-def _claim(out:Path, marker:str, settings:dict, what:str):
-    "Open `out` for a command that writes `marker`: new, or started before with the same settings."
+def _claim(out:Path, marker:str, settings:dict, what:str, dry:bool=False):
+    "Open `out` for a command that writes `marker`: new, or started with the same settings (`dry`: check only)."
     m = out/marker
     if m.is_file():
         old = load_json(m).get('settings')
@@ -399,6 +457,7 @@ def _claim(out:Path, marker:str, settings:dict, what:str):
             raise ValueError(f"{out} holds a {what} with other settings ({diff}): use the same settings to resume, or choose a new folder")
         return load_json(m)
     if out.exists() and (not out.is_dir() or any(out.iterdir())): raise FileExistsError(f"{out} holds other files: choose a new folder for the {what}")
+    if dry: return None
     out.mkdir(parents=True, exist_ok=True)
     state = dict(settings=settings, done={}, seconds={})
     save_json(state, m)
@@ -407,11 +466,23 @@ def _claim(out:Path, marker:str, settings:dict, what:str):
 def _reference(out:Path, train:Images, s:ClassifierSettings, device, progress:bool) -> SpecCNN:
     "The reference classifier in `out/`: loaded when it was trained on the same images with the same settings, else trained."
     import hashlib
-    key = hashlib.sha256(('\n'.join(train.files) + repr(asdict(s)) + repr(tuple(train.x.shape))).encode()).hexdigest()[:16]
+    shape = (len(train), *train.full_shape)   # of the full-size images, also when `train` holds small copies
+    key = hashlib.sha256(('\n'.join(train.files) + repr(asdict(s)) + repr(shape)).encode()).hexdigest()[:16]
     if (out/'config.json').is_file() and load_json(out/'config.json').get('key') == key: return load_classifier(out, device)
     clf = train_classifier(train.x, train.y, len(train.classes), s, device=device, progress=progress)
     save_classifier(clf, out, key=key, classes=train.classes, settings=asdict(s))
     return clf
+
+def _check_side(v) -> int:
+    "An image side the reference classifier can take (it halves the side four times)."
+    return check_number('image_size', v, 16, integer=True, hint='the reference classifier halves the side four times')
+
+def _check_sets(held:Images, gen:Images, k:int, seed:int):
+    "Fail before any work when the held-out halves or the matched generated set are too small for `k` neighbours."
+    a, b = split_by_subject(held, 0.5, seed)
+    n = min(len(a), len(b), len(match_counts(gen, held.subset(a).counts(), seed)))
+    if n <= k: raise ValueError(f"k={k} neighbours need more than {k} images in each compared set, the smallest has "
+                                f"{n}: pass a smaller k or more held-out and generated images")
 
 def evaluate(real:str, # held-out real images (class folders), or all real images when `train` is not given
              generated:str, # generated images (class folders, e.g. from `mdaug generate`)
@@ -429,36 +500,47 @@ def evaluate(real:str, # held-out real images (class folders), or all real image
             ) -> Path:
     "Score generated spectrograms against real ones in a reference classifier's feature space; writes metrics.json, plots and report.md."
     t0, out = time.time(), Path(out)
+    check_number('classifier_steps', classifier_steps, 10, integer=True, hint='a fifth of them is warm-up')
+    for name, v, lo in (('k', k, 1), ('kid_subsets', kid_subsets, 1), ('seed', seed, 0)):
+        check_number(name, v, lo, integer=True)
+    if exists(image_size): _check_side(image_size)
     for p in (real, generated, train):
         if p is not None and not Path(p).is_dir(): raise FileNotFoundError(f"{p} is not a folder: pass folders of class folders of images")
     size, channels = _image_size(generated)
-    size = default(image_size, size)
+    size = _check_side(default(image_size, size))
     settings = dict(real=str(Path(real).resolve()), generated=str(Path(generated).resolve()), train=train and str(Path(train).resolve()),
                     model=model and str(model), image_size=size, classifier_steps=classifier_steps, k=k, kid_subsets=kid_subsets,
                     inception=inception, seed=seed)
     cs = ClassifierSettings(steps=classifier_steps, input_size=min(48, size), seed=seed).validate()
-    state = _claim(out, 'evaluate.json', settings, 'evaluation')
-    device = default(device, default_device())
-    R = load_images(real, size, channels, progress=progress)
-    G = load_images(generated, size, channels, classes=R.classes, progress=progress)
-    if exists(train): T, H = load_images(train, size, channels, classes=R.classes, progress=progress), R
-    else:
-        a, b = split_by_subject(R, 0.5, seed); T, H = R.subset(a), R.subset(b)
-    clf = _reference(out/'classifier', T, cs, device, progress)
-    num, mem = quality(clf, T, H, G, k, kid_subsets, seed)
-    num['train_is_half_of_real'] = train is None
-    if inception: num['inception_fid'] = dict(generated=inception_fid(H.x, G.x), note='Inception-v3 features (natural images)')
-    if exists(model):
-        from mdaug.generate import load_pipeline
-        pipe = load_pipeline(model, device)
-        if pipe.image_size != size: raise ValueError(f"the model makes {pipe.image_size} px images but the comparison is at {size} px: "
-                                                     f"pass image_size={pipe.image_size}")
-        num['vq_ceiling'] = vq_ceiling(pipe.vqvae, clf, H)
-    with atomic_write(out/'memorisation.png', 'wb') as f: plot_memorisation(mem).savefig(f, format='png', dpi=110)
-    with atomic_write(out/'closest.png', 'wb') as f: closest_pairs(G.x, T.x, mem).save(f, format='PNG')
-    state['done'] = dict(metrics=num); state['seconds'] = dict(total=round(time.time() - t0, 1))
-    save_json(num, out/'metrics.json'); save_json(state, out/'evaluate.json')
-    with atomic_write(out/'report.md') as f: f.write(_evaluate_report(num, settings))
+    _claim(out, 'evaluate.json', settings, 'evaluation', dry=True)   # refuse a folder of something else before any work
+    device = default_device(device)
+    with folder_lock(out, what='mdaug evaluate'):
+        # small copies at the classifier's side in memory; full-size pixels stay on disk, read in batches where needed
+        load = lambda p, classes=None: load_images(p, size, channels, classes, progress, small=cs.input_size)
+        R = load(real); G = load(generated, R.classes)
+        if exists(train): T, H = load(train, R.classes), R
+        else:
+            a, b = split_by_subject(R, 0.5, seed); T, H = R.subset(a), R.subset(b)
+        _check_sets(H, G, k, seed)
+        pipe = None
+        if exists(model):
+            from mdaug.generate import load_pipeline
+            pipe = load_pipeline(model, device)
+            if pipe.image_size != size:
+                raise ValueError(f"the model makes {pipe.image_size} px images but the comparison is at {size} px: "
+                                 f"pass image_size={pipe.image_size}")
+        state = _claim(out, 'evaluate.json', settings, 'evaluation')
+        clf = _reference(out/'classifier', T, cs, device, progress)
+        num, mem = quality(clf, T, H, G, k, kid_subsets, seed)
+        num['train_is_half_of_real'] = train is None
+        if inception: num['inception_fid'] = dict(generated=inception_fid(H, G), 
+                                                  note='Inception-v3 features (natural images)')
+        if exists(pipe): num['vq_ceiling'] = vq_ceiling(pipe.vqvae, clf, H, batch_size=max(1, 32 * 128**2 // size**2))
+        with atomic_write(out/'memorisation.png', 'wb') as f: plot_memorisation(mem).savefig(f, format='png', dpi=110)
+        with atomic_write(out/'closest.png', 'wb') as f: closest_pairs(G, T, mem).save(f, format='PNG')
+        state['done'] = dict(metrics=num); state['seconds'] = dict(total=round(time.time() - t0, 1))
+        save_json(num, out/'metrics.json'); save_json(state, out/'evaluate.json')
+        with atomic_write(out/'report.md') as f: f.write(_evaluate_report(num, settings))
     if progress: print(f"FID {num['generated']['fid']:.2f} (real-vs-real floor {num['floor']['fid']:.2f}, ratio {num['fid_ratio']:.2f}); "
                        f"precision {num['generated']['precision']:.2f}, recall {num['generated']['recall']:.2f}; report {out/'report.md'}")
     return out/'report.md'
@@ -524,14 +606,17 @@ class BenchSettings:
         from mdaug.generate import check_sampling
         if not self.sizes or any(int(k) < 1 for k in self.sizes): raise ValueError(f"sizes must be positive image counts per class, got {self.sizes}")
         if list(self.sizes) != sorted(set(self.sizes)): raise ValueError(f"sizes must increase with no repeats (they are nested subsets), got {self.sizes}")
-        if self.seeds < 1: raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        check_number('seeds', self.seeds, 1, integer=True)
+        check_number('image_size', self.image_size, 16, integer=True, hint='the classifiers halve the side four times')
         if not 0 < self.test_pct < 1: raise ValueError(f"test_pct must be in (0, 1), got {self.test_pct}")
         if self.channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.vq_preset not in PRESETS: raise ValueError(f"unknown vq_preset {self.vq_preset!r}: choose one of {sorted(PRESETS)}")
         if self.unet_preset not in UNET_PRESETS: raise ValueError(f"unknown unet_preset {self.unet_preset!r}: choose one of {sorted(UNET_PRESETS)}")
         if not 0 <= self.sift_threshold < 1: raise ValueError(f"sift_threshold must be in [0, 1), got {self.sift_threshold}")
-        for k in ('vq_steps', 'ldm_steps', 'gen_per_class', 'clf_steps', 'ref_steps'):
-            if getattr(self, k) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(self, k)}")
+        for k in ('vq_steps', 'ldm_steps', 'gen_per_class'): check_number(k, getattr(self, k), 1, integer=True)
+        for k in ('clf_steps', 'ref_steps'):
+            check_number(k, getattr(self, k), 10, integer=True, hint='a fifth of them is warm-up')
+        check_number('guidance_scale', self.guidance_scale, 0)
         check_sampling(self.sampler, self.sample_steps, count=self.gen_per_class)
         return self
 
@@ -584,10 +669,13 @@ def _check_pool(data, s:BenchSettings):
                    s.sizes, s.split_seed)
 
 def _write_subset(prep:Path, files:list, classes:list, out:Path):
-    "A class-folder dataset of links to `files` of `prep` (copies where links fail)."
-    from mdaug.generate import _copy
+    "A class-folder dataset of hard links to `files` of `prep` (copies where links fail)."
+    import os, shutil
     with atomic_dir(out) as d:
-        for f in files: _copy(prep/f, d/f, link=True)
+        for f in files:   # hard links, not symlinks: `find_images` leaves out symlinks that lead outside a folder
+            (d/f).parent.mkdir(parents=True, exist_ok=True)
+            try: os.link(prep/f, d/f)
+            except OSError: shutil.copyfile(prep/f, d/f)
         save_json({c: i for i, c in enumerate(classes)}, d/'classes.json')
 
 def _fill_generated(model:Path, out:Path, per_class:int, s:BenchSettings, device, progress:bool):
@@ -622,9 +710,6 @@ def benchmark(data:str, # a class-folder dataset (a subject per image helps: `<s
               progress:bool=True # show progress bars
              ) -> Path:
     "Does generated data help a classifier? Train it on real, real + generated, real + classic augmentation, ... at several real-data sizes; returns report.md."
-    from mdaug.data import prepare
-    from mdaug.vqvae import train_vqvae
-    from mdaug.train import train_ldm, list_checkpoints, load_vqvae
     preset = default(preset, lambda: get_profile().name)
     if preset not in BENCH_PRESETS: raise ValueError(f"unknown benchmark preset {preset!r}: choose one of {sorted(BENCH_PRESETS)}")
     over = dict(seeds=seeds, image_size=image_size, ldm_steps=ldm_steps, gen_per_class=gen_per_class, sift_threshold=sift_threshold)
@@ -636,9 +721,18 @@ def benchmark(data:str, # a class-folder dataset (a subject per image helps: `<s
     _check_pool(data, s)
     out, t0 = Path(out), time.time()
     settings = dict(asdict(s), sizes=list(s.sizes), data=str(Path(data).resolve()), preset=preset)
+    _claim(out, 'benchmark.json', settings, 'benchmark', dry=True)
+    with folder_lock(out, what='mdaug benchmark'): return _bench_run(data, out, s, settings, device, progress, t0)
+
+def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:bool, t0:float) -> Path:
+    "The benchmark's stages in `out` (which the caller owns), each skipped when `benchmark.json` says it is done."
+    from mdaug.data import prepare
+    from mdaug.vqvae import train_vqvae
+    from mdaug.train import train_ldm, list_checkpoints, load_vqvae
+    preset = settings['preset']
     state = _claim(out, 'benchmark.json', settings, 'benchmark')
     save = lambda: save_json(state, out/'benchmark.json')
-    device = default(device, default_device())
+    device = default_device(device)
     prof = 'ci' if preset == 'ci' else 'gpu' if preset == 'gpu' else 'cpu'
     prep = out/'prepared'
     if 'prepare' not in state['done']:

@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/generate.html.md"""
 
 # %% ../nbs/08_generate.ipynb #aa4ad354
 from __future__ import annotations
-import contextlib, csv, hashlib, json, os, re, shutil, time
+import contextlib, csv, filecmp, hashlib, io, json, os, re, shutil, time
 from pathlib import Path
 
 import torch
@@ -15,24 +15,48 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from .core import (exists, default, default_device, get_profile, atomic_write, atomic_dir, save_json, load_json,
-                        labelled_grid, shipped)
+                        labelled_grid, shipped, check_number, check_memory, folder_lock, refuse_pickles)
 from .samplers import SAMPLERS
 from .unet import speed_up
 
 # %% auto #0
-__all__ = ['DTYPES', 'MARKER', 'COLUMNS', 'check_sampling', 'MDaugPipeline', 'model_id', 'quiet_diffusers', 'find_model',
-           'resolve_dtype', 'load_pipeline', 'export_model', 'read_rows', 'save_rows', 'claim_folder', 'next_seed',
-           'write_rows', 'write_batches', 'generate', 'regenerate', 'sample_classes', 'class_grid', 'nearest',
-           'augment', 'class_counts', 'augment_summary', 'augmented_grid', 'fit']
+__all__ = ['DTYPES', 'MARKER', 'JOURNAL', 'COLUMNS', 'check_sampling', 'NonFiniteError', 'check_finite', 'MDaugPipeline',
+           'model_id', 'quiet_diffusers', 'find_model', 'resolve_dtype', 'load_pipeline', 'export_model', 'read_rows',
+           'save_rows', 'append_rows', 'claim_folder', 'mark', 'next_seed', 'write_rows', 'write_batches', 'generate',
+           'regenerate', 'sample_classes', 'class_grid', 'nearest', 'augment', 'class_counts', 'augment_summary',
+           'augmented_grid', 'fit']
 
 # %% ../nbs/08_generate.ipynb #b5d77489
-def check_sampling(sampler:str='ddim', steps:int|None=None, batch_size:int=16, count:float|None=None, eta:float=0.):
-    "Fail fast, before a model loads, on sampling settings that cannot work."
+def check_sampling(sampler:str='ddim', # a key of `mdaug.samplers.SAMPLERS`
+                   steps:int|None=None, # sampler steps (None: chosen later)
+                   batch_size:int=16, # images per sampler call
+                   count:float|None=None, # images (or images per real image) to make
+                   eta:float=0., # DDIM's noise
+                   guidance_scale:float|None=None # classifier-free guidance
+                  ):
+    "Fail fast, before a model loads, on sampling settings that cannot work: every number finite and in range."
     if sampler not in SAMPLERS: raise ValueError(f"unknown sampler {sampler!r}: choose one of {sorted(SAMPLERS)}")
-    if exists(steps) and steps < 1: raise ValueError(f"steps={steps} must be at least 1")
-    if batch_size < 1: raise ValueError(f"batch_size={batch_size} must be at least 1")
-    if exists(count) and count <= 0: raise ValueError(f"the number of images to generate must be positive, got {count}")
+    if exists(steps): check_number('steps', steps, 1, 10_000, integer=True)
+    check_number('batch_size', batch_size, 1, 4096, integer=True)
+    if exists(count): check_number('the number of images to generate', count, 0, lo_open=True)
+    check_number('eta', eta, 0, 1, hint='0 is deterministic DDIM, 1 is as noisy as DDPM')
+    if exists(guidance_scale): check_number('guidance_scale', guidance_scale, 0, 100, hint='1 is no guidance, 2 to 4 is usual')
     if eta and sampler != 'ddim': raise ValueError(f"eta={eta} only applies to the ddim sampler: use --sampler ddim or eta 0")
+
+# %% ../nbs/08_generate.ipynb #94c0a52a
+class NonFiniteError(ValueError):
+    "A sampler or decoder produced NaN or inf: nothing of the batch is handed on."
+
+def check_finite(x:torch.Tensor, # a batch `(B, ...)`
+                 where:str, # what produced it, for the message
+                 sampler:str='', guidance_scale:float|None=None # the settings that made it
+                ):
+    "Raise `NonFiniteError` (one line) if any image of `x` holds NaN or inf."
+    bad = (~torch.isfinite(x.flatten(1))).any(1)
+    if bad.any():
+        raise NonFiniteError(f"{where} produced non-finite values (NaN or inf) in {int(bad.sum())} of {len(x)} image(s) "
+                             f"(sampler {sampler}, guidance_scale {guidance_scale}): nothing was written; lower guidance_scale, "
+                             f"use float32, or check the model")
 
 # %% ../nbs/08_generate.ipynb #0b1138dc
 class MDaugPipeline(DiffusionPipeline):
@@ -88,6 +112,15 @@ class MDaugPipeline(DiffusionPipeline):
             hw.append(v // f)
         return tuple(hw)
 
+    def latent_shape(self, batch:int, height:int|None=None, width:int|None=None # images, and their size in pixels
+                    ) -> tuple:
+        "The latents' shape for `batch` images, refusing a size whose memory this machine does not have."
+        h, w = self.latent_size(height, width)
+        H, W = h * self.factor, w * self.factor
+        check_memory(f"{batch} image(s) of {H} x {W} pixels", 16. * batch * H * W * self.vqvae.config.block_out_channels[0],
+                     "lower batch_size, or the width of longer spectrograms")  # the decoder's first level, float32, with its skips
+        return (batch, self.unet.config.in_channels, h, w)
+
     def sampler_kwargs(self, sampler:str, # a key of `mdaug.samplers.SAMPLERS`
                        eta:float=0. # DDIM's eta
                       ) -> dict:
@@ -123,7 +156,9 @@ class MDaugPipeline(DiffusionPipeline):
                  progress:bool=True): # show the sampler's progress bar
         "Sample images: noise -> our sampler on the UNet -> the VQ-VAE decoder."
         if output_type not in ('pil', 'np', 'pt', 'latent'): raise ValueError(f"output_type={output_type!r}: use 'pil', 'np', 'pt' or 'latent'")
-        check_sampling(sampler, num_inference_steps, eta=eta)
+        check_sampling(sampler, num_inference_steps, eta=eta, guidance_scale=guidance_scale)
+        T = self.scheduler.config.num_train_timesteps
+        if num_inference_steps > T: raise ValueError(f"num_inference_steps={num_inference_steps} is more than the {T} steps the model was trained with: choose at most {T}")
         kw = self.sampler_kwargs(sampler, eta)
         labels = None if class_labels is None else self.label_ids(class_labels)
         B = len(labels) if exists(labels) else batch_size
@@ -132,15 +167,17 @@ class MDaugPipeline(DiffusionPipeline):
         if exists(labels): lab = torch.tensor(labels, device=dev)
         elif self.conditional: lab, guidance_scale = torch.full((B,), self.unet.config.num_class_embeds - 1, device=dev), 1.
         else: lab, guidance_scale = None, 1.
-        shape = (B, self.unet.config.in_channels, *self.latent_size(height, width))
+        shape = self.latent_shape(B, height, width)
         if latents is None: latents = randn_tensor(shape, generator=generator, device=dev, dtype=torch.float32)
         elif tuple(latents.shape) != shape: raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
         step_gen = generator[0] if isinstance(generator, (list, tuple)) else generator
         z = SAMPLERS[sampler](self.unet, latents.to(dev, torch.float32), self.scheduler.alphas_cumprod.to(dev), steps=num_inference_steps,
                               class_labels=lab, guidance_scale=guidance_scale, generator=step_gen, callback=callback, disable=not progress, **kw)
+        check_finite(z, 'the sampler', sampler, guidance_scale)
         if output_type == 'latent': images = z
         else:
-            images = (self.decode(z) / 2 + 0.5).clamp(0, 1).cpu()
+            images = self.decode(z); check_finite(images, "the VQ-VAE's decoder", sampler, guidance_scale)
+            images = (images / 2 + 0.5).clamp(0, 1).cpu()
             if output_type != 'pt': images = images.permute(0, 2, 3, 1).numpy()
             if output_type == 'pil': images = self.numpy_to_pil(images)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
@@ -166,7 +203,7 @@ def quiet_diffusers():
     "Silence diffusers' loading bars and notes (e.g. on casting) for the block; the caller's settings come back after it."
     from diffusers.utils import logging as dlog
     level, bars = dlog.get_verbosity(), dlog.is_progress_bar_enabled()
-    dlog.set_verbosity_error(); dlog.disable_progress_bar()
+    dlog.set_verbosity(dlog.CRITICAL); dlog.disable_progress_bar()  # what goes wrong is raised, not logged
     try: yield
     finally:
         dlog.set_verbosity(level)
@@ -205,10 +242,10 @@ def load_pipeline(model=None, # a model folder, a run folder holding `model/`, a
     "Load an mdaug model as an `MDaugPipeline` on `device`, with its identity (`model_id`) computed from the float32 weights."
     if isinstance(model, DiffusionPipeline): return model
     p = find_model(model)
-    dev = torch.device(default(device, lambda: default_device()))
+    dev = default_device(device)
     dt = resolve_dtype(dtype, dev)
     name = load_json(p/'model_index.json').get('_class_name')
-    with quiet_diffusers():
+    with quiet_diffusers(), refuse_pickles(p):
         if name == 'MDaugPipeline': pipe = MDaugPipeline.from_pretrained(p)
         elif name == 'LDMPipeline' and all((p/k).is_dir() for k in ('unet', 'vqvae', 'scheduler')):
             from diffusers import UNet2DModel, VQModel, DDIMScheduler
@@ -245,25 +282,50 @@ def export_model(model, # a model folder (or a run folder holding `model/`)
 
 # %% ../nbs/08_generate.ipynb #bdee0ca3
 MARKER = 'generation.json' # written into every folder that `generate` or `augment` owns
+JOURNAL = '.journal.json' # the batch being written: its files are named here before the first one is written
 COLUMNS = ['file', 'class', 'subject', 'generated', 'source', 'label', 'sampler', 'steps', 'eta', 'guidance_scale', 'seed',
            'index', 'batch_labels', 'batch_size', 'height', 'width', 'dtype', 'device', 'model_sha256']
 _GEN_RE = re.compile(r'^gen_(\d+)_(\d+)\.png$')
+_TMP_RE = re.compile(r'^\.gen_\d+_\d+\.png\.\w+\.tmp$')  # `atomic_write`'s temporary name for one of our PNGs
 
 def read_rows(folder # a folder holding metadata.csv
              ) -> list[dict]:
-    "The rows of `folder/metadata.csv` ([] when there is none)."
+    "The rows of `folder/metadata.csv` ([] when there is none); a BOM, CRLF line ends and extra columns are fine."
     p = Path(folder)/'metadata.csv'
     if not p.is_file(): return []
-    with open(p, newline='') as f: return list(csv.DictReader(f))
+    with open(p, newline='', encoding='utf-8-sig') as f: rows = list(csv.DictReader(f))
+    return [r for r in rows if r.get('file') and None not in r.values()]  # a row cut short by a kill has missing fields
 
 def save_rows(folder, rows:list[dict]): # the folder and all of its rows
-    "Rewrite `folder/metadata.csv` atomically."
+    "Rewrite `folder/metadata.csv` atomically (our columns first, then any others the rows have)."
     cols = COLUMNS + [k for k in dict.fromkeys(k for r in rows for k in r) if k not in COLUMNS]
-    with atomic_write(Path(folder)/'metadata.csv', newline='') as f:
+    with atomic_write(Path(folder)/'metadata.csv', newline='', encoding='utf-8') as f:
         w = csv.DictWriter(f, fieldnames=cols, restval=''); w.writeheader(); w.writerows(rows)
 
+def append_rows(folder, rows:list[dict]): # the folder and the new rows
+    "Append `rows` to `folder/metadata.csv` and flush them to disk: the cost of a batch, not of the whole table."
+    p = Path(folder)/'metadata.csv'
+    if not p.is_file(): return save_rows(folder, rows)
+    with open(p, newline='', encoding='utf-8-sig') as f: header = next(csv.reader(f), [])
+    if any(k not in header for r in rows for k in r): return save_rows(folder, read_rows(folder) + rows)  # a new column
+    with open(p, 'a', newline='', encoding='utf-8') as f:
+        csv.DictWriter(f, fieldnames=header, restval='').writerows(rows); f.flush(); os.fsync(f.fileno())
+
 # %% ../nbs/08_generate.ipynb #96e8011e
-def claim_folder(out, # the output folder
+def _recover(out:Path, rows:list[dict]) -> list[dict]:
+    "Undo the batch a killed run was writing (the files its journal names, and their rows); returns the rows kept."
+    j, pending = out/JOURNAL, set()
+    if j.is_file():
+        try: pending = set(load_json(j).get('files', []))
+        except ValueError: pass  # cut short while written: no file of its batch was written yet
+    if pending <= {r['file'] for r in rows}: pending = set()  # killed after its rows were written: the batch is whole
+    for rel in pending: (out/rel).unlink(missing_ok=True)
+    for p in out.rglob('.gen_*.tmp'):
+        if _TMP_RE.match(p.name): p.unlink()
+    j.unlink(missing_ok=True)
+    return [r for r in rows if r['file'] not in pending]
+
+def claim_folder(out, # the output folder (the caller holds its `folder_lock`)
                  kind:str, # 'generated' or 'augmented'
                  pipe, # the `MDaugPipeline` that will write into it
                  **info # more provenance for the marker file
@@ -280,16 +342,29 @@ def claim_folder(out, # the output folder
         if old.get('model_sha256') != model_id(pipe):
             raise FileExistsError(f"{out} was written by model {old.get('model_sha256')}, not this one ({model_id(pipe)}): choose a new folder")
     else: save_json(dict(kind=kind, model_sha256=model_id(pipe), model=getattr(pipe, '_mdaug_path', None), classes=pipe.classes, **info), m)
-    rows = read_rows(out)
+    raw = (out/'metadata.csv').read_bytes() if (out/'metadata.csv').is_file() else None
+    rows = _recover(out, read_rows(out))
     known = {r['file'] for r in rows}
-    for p in [*out.rglob('gen_*.png'), *out.rglob('.gen_*.tmp')]:
-        if p.relative_to(out).as_posix() not in known: p.unlink()  # left by a run that was killed mid-batch
+    stray = sorted(p.relative_to(out).as_posix() for p in out.rglob('gen_*.png') if _GEN_RE.match(p.name)
+                   and p.relative_to(out).as_posix() not in known)
+    if stray: raise FileExistsError(f"{out} holds {len(stray)} generated image(s), such as {stray[0]}, that its metadata.csv does not list "
+                                    f"(deleted or replaced?): restore metadata.csv, move those images out, or choose a new folder")
+    if raw is not None:
+        buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=COLUMNS + [k for k in dict.fromkeys(k for r in rows for k in r)
+                                                                            if k not in COLUMNS], restval='')
+        w.writeheader(); w.writerows(rows)
+        if buf.getvalue().encode() != raw: save_rows(out, rows)  # once per run: our format, so batches can append
     return rows
+
+def mark(out, **kv): # a claimed folder, and facts to record in its marker file
+    "Update the marker file of `out` (e.g. status='complete')."
+    save_json(load_json(Path(out)/MARKER) | kv, Path(out)/MARKER)
 
 def next_seed(rows:list[dict], # rows of the folder
               seed:int|None=None # a requested first seed; None: the next unused one
              ) -> int:
     "The first batch seed of a new run: `seed` if no batch used it, else an error; None gives one past the largest used."
+    if exists(seed): check_number('seed', seed, 0, 2**63 - 1, integer=True)
     used = {int(r['seed']) for r in rows if str(r.get('generated')) == '1'}
     if seed is None: return max(used) + 1 if used else 0
     if seed in used: raise ValueError(f"seed {seed} was used already in this folder: leave the seed out to continue with the next unused one ({max(used) + 1})")
@@ -307,16 +382,20 @@ def write_rows(pipe, # an `MDaugPipeline`
     "Write one sampled batch: its PNGs, then its metadata rows (everything `regenerate` needs). Returns the new rows."
     out, batch, cond = Path(out), [], labels[0] is not None
     g = guidance_scale if pipe.conditional else 1.
-    for i, (lab, im) in enumerate(zip(labels, ims)):
-        cls = pipe.classes[lab] if cond else ''
-        rel = f"{cls + '/' if cls else ''}gen_{seed:06d}_{i:03d}.png"
+    cls = [pipe.classes[lab] if cond else '' for lab in labels]
+    rels = [f"{c + '/' if c else ''}gen_{seed:06d}_{i:03d}.png" for i, c in enumerate(cls)]
+    clash = [r for r in rels if (out/r).exists()]
+    if clash: raise FileExistsError(f"{out/clash[0]} exists already: seed {seed} was used in this folder; leave the seed out")
+    save_json(dict(seed=seed, files=rels), out/JOURNAL)  # before the first file: a rerun may delete exactly these
+    for i, (lab, im, rel) in enumerate(zip(labels, ims, rels)):
         with atomic_write(out/rel, 'wb') as f: im.save(f, format='PNG')
-        batch.append({'file': rel, 'class': cls, 'subject': 'generated', 'generated': 1, 'label': lab if cond else '', 'sampler': sampler,
+        batch.append({'file': rel, 'class': cls[i], 'subject': 'generated', 'generated': 1, 'label': lab if cond else '', 'sampler': sampler,
                       'steps': steps, 'eta': eta, 'guidance_scale': g, 'seed': seed, 'index': i,
                       'batch_labels': ' '.join(map(str, labels)) if cond else '', 'batch_size': len(labels), 'height': im.height,
                       'width': im.width, 'dtype': str(pipe.unet.dtype).removeprefix('torch.'), 'device': pipe.device.type,
                       'model_sha256': model_id(pipe)})
-    rows.extend(batch); save_rows(out, rows)
+    append_rows(out, batch); rows.extend(batch)
+    (out/JOURNAL).unlink()  # the batch is complete: its files have rows
     return batch
 
 def write_batches(pipe, # an `MDaugPipeline`
@@ -365,16 +444,24 @@ def generate(model:str|None=None, # a model folder (from `mdaug fit` or `train_l
              progress:bool=True # show a progress bar
             ) -> Path:
     "Generate `per_class` spectrograms of each class into `out`, one metadata row per file; returns `out`."
-    check_sampling(sampler, steps, batch_size, per_class, eta)
+    check_sampling(sampler, steps, batch_size, per_class, eta, guidance_scale)
+    check_number('per_class', per_class, 1, 10**7, integer=True)
+    if exists(seed): check_number('seed', seed, 0, 2**63 - 1, integer=True)
+    if exists(width): check_number('width', width, 1, integer=True)
     pipe = load_pipeline(model, device, dtype, channels_last, compile)
+    pipe.latent_shape(min(batch_size, per_class), None, width)  # a size the model cannot make is refused before the folder is touched
     names = _names(classes)
     if pipe.conditional: jobs = [i for i in pipe.label_ids(default(names, pipe.classes)) for _ in range(per_class)]
     elif names: raise ValueError(f"this model was trained without classes, so classes={classes!r} cannot be chosen: leave it out")
     else: jobs = [None] * per_class
-    rows = claim_folder(out, 'generated', pipe)
-    new = write_batches(pipe, out, rows, jobs, next_seed(rows, seed), sampler, default(steps, get_profile().sample_steps), eta,
-                        guidance_scale, batch_size, width, progress)
-    if pipe.conditional: save_json({c: i for i, c in enumerate(pipe.classes)}, Path(out)/'classes.json')
+    with folder_lock(out, 'mdaug generate'):
+        rows = claim_folder(out, 'generated', pipe)
+        first = next_seed(rows, seed)
+        mark(out, status='partial', requested=len(jobs), started=time.strftime('%Y-%m-%d %H:%M:%S'))
+        new = write_batches(pipe, out, rows, jobs, first, sampler, default(steps, get_profile().sample_steps), eta,
+                            guidance_scale, batch_size, width, progress)
+        if pipe.conditional: save_json({c: i for i, c in enumerate(pipe.classes)}, Path(out)/'classes.json')
+        mark(out, status='complete', images=len(rows), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     if progress: print(f"{len(new)} spectrograms written to {out} ({len(rows)} in all)")
     return Path(out)
 
@@ -421,9 +508,11 @@ def nearest(a:torch.Tensor, # (N, ...) queries
 
 # %% ../nbs/08_generate.ipynb #15461593
 def _copy(src:Path, dst:Path, link:bool):
-    "Copy `src` to `dst` atomically, or link it (symlink, else hard link, else copy)."
+    "Copy `src` to `dst` atomically, or link it (symlink, else hard link, else copy); a `dst` that holds `src` already is kept."
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.is_symlink() or dst.exists(): dst.unlink()  # a copy interrupted before its row was written
+    if dst.is_symlink() or dst.exists():  # copied by a run killed before the copies' rows were written
+        if dst.exists() and filecmp.cmp(src, dst, shallow=False): return
+        raise FileExistsError(f"{dst} exists, differs from {src} and has no row in metadata.csv: move it out, or choose a new folder")
     if link:
         try: return os.symlink(src.resolve(), dst)
         except OSError:
@@ -450,10 +539,13 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
             progress:bool=True # show a progress bar
            ) -> Path:
     "Write real and generated images side by side in `out`, balancing classes to a target count or ratio; returns `out`."
-    from mdaug.data import SpectrogramDataset, open_image, BadImageError
+    from mdaug.data import SpectrogramDataset, open_image, BadImageError, canonical_path
     if (per_class is None) == (ratio is None):
         raise ValueError("pass exactly one of per_class (fill every class up to this many images) or ratio (generated images per real image)")
-    check_sampling(sampler, steps, batch_size, per_class if exists(per_class) else ratio, eta)
+    check_sampling(sampler, steps, batch_size, per_class if exists(per_class) else ratio, eta, guidance_scale)
+    if exists(per_class): check_number('per_class', per_class, 1, 10**7, integer=True)
+    else: check_number('ratio', ratio, 0, 1000, lo_open=True)
+    if exists(seed): check_number('seed', seed, 0, 2**63 - 1, integer=True)
     data = Path(data)
     real = SpectrogramDataset(data)
     out = Path(default(out, data.parent/f'{data.name}_augmented'))
@@ -462,29 +554,34 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
     clash = [str(f) for f in real.files if _GEN_RE.match(f.name)]
     if clash: raise ValueError(f"{len(clash)} real file(s) such as {clash[0]} are named like generated ones (gen_<seed>_<i>.png): rename them first")
     pipe = load_pipeline(model, device, dtype, channels_last, compile)
+    pipe.latent_shape(batch_size)
     if real.classes and not pipe.conditional: raise ValueError(f"{data} has classes but the model was trained without them: use a class-conditional model")
     if not real.classes and pipe.conditional: raise ValueError(f"{data} is a flat folder but the model is class-conditional: arrange the images in class folders")
     unknown = [c for c in real.classes if c not in pipe.classes]
     if unknown: raise ValueError(f"the data has class(es) {unknown} that the model does not know (it knows {pipe.classes}): "
                                  f"train one on this data with `mdaug fit {data} --out RUN`")
-    rows = claim_folder(out, 'augmented', pipe, data=str(data.resolve()))
-    have, bad = {r['file'] for r in rows}, []
-    for f, s, lab in zip(tqdm(real.files, disable=not progress, desc='real images', unit='img'), real.subjects, real.labels):
-        if f.as_posix() in have: continue
-        try: open_image(data/f, min_size=1)
-        except BadImageError as e: bad.append(f"{f}: {e}"); continue   # reported, never copied into a training set
-        _copy(data/f, out/f, link)
-        rows.append({'file': f.as_posix(), 'class': real.classes[lab] if real.classes else '', 'subject': s or '', 'generated': 0,
-                     'source': str((data/f).resolve())})
-    save_rows(out, rows)
-    if real.classes: save_json({c: i for i, c in enumerate(real.classes)}, out/'classes.json')
-    counts, jobs = class_counts(rows), []
-    for c in (real.classes or ['']):
-        n_real, n_gen = counts.get(c, (0, 0))
-        need = per_class - n_real - n_gen if exists(per_class) else round(ratio * n_real) - n_gen
-        jobs += [pipe.classes.index(c) if c else None] * max(need, 0)
-    write_batches(pipe, out, rows, jobs, next_seed(rows, seed), sampler, default(steps, get_profile().sample_steps), eta,
-                  guidance_scale, batch_size, None, progress)
+    with folder_lock(out, 'mdaug augment'):
+        rows = claim_folder(out, 'augmented', pipe, data=str(data.resolve()))
+        mark(out, status='partial', started=time.strftime('%Y-%m-%d %H:%M:%S'))
+        have, bad, copied = {r['file'] for r in rows}, [], []
+        for f, s, lab in zip(tqdm(real.files, disable=not progress, desc='real images', unit='img'), real.subjects, real.labels):
+            dst = canonical_path(f, real.layout)  # `<class>/...` whatever the layout of the data: one layout in `out`
+            if dst.as_posix() in have: continue
+            try: open_image(data/f, min_size=1)
+            except BadImageError as e: bad.append(f"{f}: {e}"); continue   # reported, never copied into a training set
+            _copy(data/f, out/dst, link)
+            copied.append({'file': dst.as_posix(), 'class': real.classes[lab] if real.classes else '', 'subject': s or '', 'generated': 0,
+                           'source': str((data/f).resolve())})
+        if copied or not (out/'metadata.csv').is_file(): append_rows(out, copied); rows.extend(copied)
+        if real.classes: save_json({c: i for i, c in enumerate(real.classes)}, out/'classes.json')
+        counts, jobs = class_counts(rows), []
+        for c in (real.classes or ['']):
+            n_real, n_gen = counts.get(c, (0, 0))
+            need = per_class - n_real - n_gen if exists(per_class) else round(ratio * n_real) - n_gen
+            jobs += [pipe.classes.index(c) if c else None] * max(need, 0)
+        write_batches(pipe, out, rows, jobs, next_seed(rows, seed), sampler, default(steps, get_profile().sample_steps), eta,
+                      guidance_scale, batch_size, None, progress)
+        mark(out, status='complete', images=len(rows), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     if bad: print(f"skipped {len(bad)} unreadable real image(s), not copied:\n  " + '\n  '.join(bad))
     if progress: print(augment_summary(out))
     return out
@@ -497,8 +594,11 @@ def class_counts(rows:list[dict] # rows of an augmented (or generated) folder
 
 def augment_summary(out # an augmented folder
                    ) -> str:
-    "One line per class: real, generated and total images."
-    return f"{out}\n" + '\n'.join(f"{c or '(all)':>12}: {a:4d} real + {b:4d} generated = {a + b:4d}" for c, (a, b) in class_counts(read_rows(out)).items())
+    "One line per class: real, generated and total images; and whether the last run finished."
+    m = Path(out)/MARKER
+    status = load_json(m).get('status', 'complete') if m.is_file() else 'unknown'
+    head = f"{out}" + ('' if status == 'complete' else f" ({status}: the last run did not finish; run the same command again)")
+    return head + "\n" + '\n'.join(f"{c or '(all)':>12}: {a:4d} real + {b:4d} generated = {a + b:4d}" for c, (a, b) in class_counts(read_rows(out)).items())
 
 # %% ../nbs/08_generate.ipynb #4f496bb8
 def augmented_grid(out, # an augmented folder
@@ -515,7 +615,50 @@ def augmented_grid(out, # an augmented folder
     return labelled_grid({k: [blank if im is None else im for im in v] for k, v in grid.items()}, ncols=2 * n,
                          header=['real'] * n + ['generated'] * n)
 
-# %% ../nbs/08_generate.ipynb #f329f3f8
+# %% ../nbs/08_generate.ipynb #c2d36813
+def _fit_settings(data, out:Path, p, image_size, channels, vq_steps, ldm_steps, batch_size) -> dict:
+    "Check every setting of `fit` before anything is written; returns them as recorded in fit.json."
+    from mdaug.vqvae import make_config
+    from mdaug.train import make_settings
+    src = Path(data)
+    if not src.exists(): raise FileNotFoundError(f"{data} does not exist: pass a folder of class folders of spectrogram images (or a .zip of one)")
+    s, o = src.resolve(), out.resolve()
+    if src.is_dir() and (o == s or o.is_relative_to(s)):
+        raise ValueError(f"out={out} is inside the data folder {data}: choose a folder outside it (fit writes prepared images and models there)")
+    if s.is_relative_to(o): raise ValueError(f"the data {data} is inside out={out}: choose another folder for the run")
+    size, ch = default(image_size, p.image_size), default(channels, p.channels)
+    check_number('image_size', size, 8, integer=True)
+    if ch not in (1, 3): raise ValueError(f"channels={ch}: use 1 (gray) or 3 (RGB)")
+    vq_steps, ldm_steps = default(vq_steps, p.vq_steps), default(ldm_steps, p.ldm_steps)
+    for k, v in (('vq_steps', vq_steps), ('ldm_steps', ldm_steps)): check_number(k, v, 1, 10**8, integer=True)
+    if exists(batch_size): check_number('batch_size', batch_size, 1, 4096, integer=True)
+    cfg = make_config(p.name, steps=vq_steps, image_size=size, channels=ch, batch_size=batch_size).validate()
+    check_memory(f"image_size={size}", 4. * cfg.batch_size * size * size * cfg.width, "choose a smaller image_size")
+    make_settings(p.name, steps=ldm_steps, batch_size=batch_size)  # refuses what the diffusion stage cannot run
+    return dict(data=str(s), profile=p.name, image_size=size, channels=ch, vq_steps=vq_steps, ldm_steps=ldm_steps,
+                batch_size=batch_size)
+
+# %% ../nbs/08_generate.ipynb #b9f791e9
+def _fit_batches(prepared:Path, p, s:dict) -> tuple[int, int]:
+    "Batch sizes of the two stages for the prepared data: the requested (or profile's) ones, lowered for a small set."
+    from mdaug.data import get_dataloaders
+    from mdaug.vqvae import make_config
+    from mdaug.train import make_settings
+    cfg = make_config(p.name, steps=s['vq_steps'], image_size=s['image_size'], channels=s['channels'], batch_size=s['batch_size'])
+    dls = get_dataloaders(prepared, cfg.image_size, cfg.channels, cfg.batch_size, cfg.valid_pct, cfg.seed, 0)
+    counts = {c: dls.train_ds.labels.count(i) + dls.valid_ds.labels.count(i) for i, c in enumerate(dls.classes)}
+    few = {c: n for c, n in counts.items() if n < 2}
+    if few or not len(dls.valid_ds) or not len(dls.train_ds):
+        raise ValueError(f"too few images to fit ({few or len(dls.train_ds) + len(dls.valid_ds)}): fit needs at least 2 per class, "
+                         f"one to train on and one to check the VQ-VAE with; add images, or leave those classes out")
+    ldm_bs = make_settings(p.name, steps=s['ldm_steps'], batch_size=s['batch_size']).batch_size
+    vq = min(cfg.batch_size, len(dls.train_ds)); ldm = min(ldm_bs, len(dls.train_ds) + len(dls.valid_ds))
+    if (vq, ldm) != (cfg.batch_size, ldm_bs):
+        print(f"fit: the data is small, so batches are {vq} images for the VQ-VAE and {ldm} for the diffusion model "
+              f"(instead of {cfg.batch_size} and {ldm_bs}; set them with --batch-size)")
+    return vq, ldm
+
+# %% ../nbs/08_generate.ipynb #db47a4fd
 def fit(data:str, # the real dataset: class folders (or a flat folder for an unconditional model), or a .zip of one
         out:str, # the run folder: prepared data, vq/, ldm/ and the final model/
         profile:str|None=None, # run profile 'ci', 'cpu' or 'gpu' (None: automatic)
@@ -523,6 +666,7 @@ def fit(data:str, # the real dataset: class folders (or a flat folder for an unc
         channels:int|None=None, # 1 or 3; None: the profile's
         vq_steps:int|None=None, # VQ-VAE training steps; None: the profile's
         ldm_steps:int|None=None, # diffusion training steps; None: the profile's
+        batch_size:int|None=None, # images per step of both stages; None: the profile's, lowered to fit a small dataset
         progress:bool=True # show progress bars
        ) -> Path:
     "Prepare `data`, train a VQ-VAE and a latent diffusion model on it, and write the pipeline to `out/model`; resumes where it stopped."
@@ -530,31 +674,34 @@ def fit(data:str, # the real dataset: class folders (or a flat folder for an unc
     from mdaug.vqvae import train_vqvae
     from mdaug.train import train_ldm, list_checkpoints
     p, out = get_profile(profile), Path(out)
-    settings = dict(data=str(Path(data).resolve()), profile=p.name, image_size=default(image_size, p.image_size),
-                    channels=default(channels, p.channels), vq_steps=default(vq_steps, p.vq_steps), ldm_steps=default(ldm_steps, p.ldm_steps))
-    if not Path(data).exists(): raise FileNotFoundError(f"{data} does not exist: pass a folder of class folders of spectrogram images (or a .zip of one)")
+    settings = _fit_settings(data, out, p, image_size, channels, vq_steps, ldm_steps, batch_size)  # nothing is written before this
     state_file = out/'fit.json'
-    if state_file.is_file():
-        state = load_json(state_file)
-        if state['settings'] != settings:
+    with folder_lock(out, 'mdaug fit'):
+        state = load_json(state_file) if state_file.is_file() else None
+        if state and state['settings'] != settings:
             diff = ', '.join(f"{k}: {state['settings'].get(k)!r} then, {v!r} now" for k, v in settings.items() if state['settings'].get(k) != v)
-            raise ValueError(f"{out} was started with other settings ({diff}): run with the same settings to resume, or choose a new folder")
-    elif out.exists() and any(out.iterdir()): raise FileExistsError(f"{out} holds other files: choose a new folder for the run")
-    else: state = dict(settings=settings, done={})
-    save = lambda: save_json(state, state_file)
-    save()
-    t0 = time.time()
-    if 'prepare' not in state['done']:
-        rep = prepare(data, out/'prepared', image_size=settings['image_size'], channels=settings['channels'], progress=progress)
-        state['done']['prepare'] = dict(images=rep.n_ok, skipped=len(rep.skipped), classes=rep.classes); save()
-    if 'vqvae' not in state['done']:
-        best = train_vqvae(out/'prepared', out/'vq', profile=p.name, steps=settings['vq_steps'], image_size=settings['image_size'],
-                           channels=settings['channels'], resume=(out/'vq'/'latest').exists(), progress=progress)
-        state['done']['vqvae'] = {k: v for k, v in load_json(best/'metrics.json').items() if k != 'latent_shape'}; save()
-    if 'ldm' not in state['done']:
-        model = train_ldm(out/'prepared', out/'vq'/'best', out/'ldm', profile=p.name, steps=settings['ldm_steps'],
-                          resume='latest' if list_checkpoints(out/'ldm') else None, progress=progress)
-        with atomic_dir(out/'model') as d: shutil.copytree(model, d, dirs_exist_ok=True)
-        state['done']['ldm'] = dict(steps=settings['ldm_steps'], model_sha256=model_id(load_pipeline(out/'model', device='cpu'))); save()
-    state.setdefault('seconds', 0.); state['seconds'] += round(time.time() - t0, 1); save()
+            if state['done']: raise ValueError(f"{out} was started with other settings ({diff}): run with the same settings to resume, or choose a new folder")
+            print(f"fit: nothing was finished with the earlier settings ({diff}): starting with these")
+            state = None
+        elif not state and out.exists() and any(out.iterdir()): raise FileExistsError(f"{out} holds other files: choose a new folder for the run")
+        state = state or dict(settings=settings, done={})
+        save = lambda: save_json(state, state_file)
+        save()
+        t0 = time.time()
+        if 'prepare' not in state['done']:
+            rep = prepare(data, out/'prepared', image_size=settings['image_size'], channels=settings['channels'], progress=progress)
+            state['done']['prepare'] = dict(images=rep.n_ok, skipped=len(rep.skipped), classes=rep.classes); save()
+        try: vq_bs, ldm_bs = _fit_batches(out/'prepared', p, settings)
+        except ValueError: state['done'].pop('prepare'); save(); raise   # prepared again once the data has more images
+        if 'vqvae' not in state['done']:
+            best = train_vqvae(out/'prepared', out/'vq', profile=p.name, steps=settings['vq_steps'], batch_size=vq_bs,
+                               image_size=settings['image_size'], channels=settings['channels'], resume=(out/'vq'/'latest').exists(),
+                               progress=progress)
+            state['done']['vqvae'] = {k: v for k, v in load_json(best/'metrics.json').items() if k != 'latent_shape'}; save()
+        if 'ldm' not in state['done']:
+            model = train_ldm(out/'prepared', out/'vq'/'best', out/'ldm', profile=p.name, steps=settings['ldm_steps'], batch_size=ldm_bs,
+                              resume='latest' if list_checkpoints(out/'ldm') else None, progress=progress)
+            with atomic_dir(out/'model') as d: shutil.copytree(model, d, dirs_exist_ok=True)
+            state['done']['ldm'] = dict(steps=settings['ldm_steps'], model_sha256=model_id(load_pipeline(out/'model', device='cpu'))); save()
+        state.setdefault('seconds', 0.); state['seconds'] += round(time.time() - t0, 1); save()
     return out/'model'

@@ -14,16 +14,19 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
-from .core import default, get_profile, atomic_write, atomic_dir, save_json
+from .core import (exists, default, get_profile, atomic_write, atomic_dir, save_json, check_number, check_memory,
+                        folder_lock,
+                        memory_bytes)
 
 # %% auto #0
 __all__ = ['C_LIGHT', 'BODY_FRACTIONS', 'BODY_RADII', 'SEGMENTS', 'POSE_KEYS', 'HUMAN_CLASSES', 'CLASSES', 'CLASS_RADAR',
-           'SCATTERERS', 'RadarConfig', 'Scatterers', 'ellipsoid_rcs', 'radar_return', 'add_radar_noise', 'spectrogram',
-           'doppler_image', 'to_image', 'leg_length', 'human_joints', 'human_scatterers', 'boulic_walk',
-           'walk_scatterers', 'simulate_signal', 'render', 'run_pose', 'run_scatterers', 'limp_pose', 'limp_scatterers',
-           'box_pose', 'box_scatterers', 'jump_pose', 'jump_scatterers', 'drone_scatterers', 'bird_scatterers',
-           'subject_params', 'sample_params', 'radar_for', 'simulate_sample', 'simulate_dataset', 'radial_velocity',
-           'frame_times', 'show_spectrogram', 'ridge_velocity', 'max_radial_speed', 'range_time_map']
+           'SCATTERERS', 'SIM_BYTES_PER_PIXEL', 'SIM_BYTES_PER_PULSE', 'RadarConfig', 'Scatterers', 'ellipsoid_rcs',
+           'radar_return', 'add_radar_noise', 'spectrogram', 'doppler_image', 'to_image', 'leg_length', 'human_joints',
+           'human_scatterers', 'boulic_walk', 'walk_scatterers', 'simulate_signal', 'render', 'run_pose',
+           'run_scatterers', 'limp_pose', 'limp_scatterers', 'box_pose', 'box_scatterers', 'jump_pose',
+           'jump_scatterers', 'drone_scatterers', 'bird_scatterers', 'subject_params', 'sample_params', 'radar_for',
+           'simulate_sample', 'check_image_size', 'simulate_dataset', 'radial_velocity', 'frame_times',
+           'show_spectrogram', 'ridge_velocity', 'max_radial_speed', 'range_time_map']
 
 # %% ../nbs/01_simulate.ipynb #c6e61361
 C_LIGHT = 299_792_458.0  # speed of light, m/s
@@ -685,6 +688,18 @@ def _write_table(rows, path):
         for r in rows: w.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in r.items()})
 
 # %% ../nbs/01_simulate.ipynb #8c61fe97
+SIM_BYTES_PER_PIXEL = 96 # peak memory of one render per output pixel (STFT, power, row sums in float64; measured)
+
+SIM_BYTES_PER_PULSE = 4000 # peak bytes per radar pulse while one spectrogram is simulated (tracemalloc, 3-12 s)
+
+def check_image_size(image_size:int # image height and width in pixels
+                    ):
+    "Raise a one-line `ValueError` unless one image of `image_size` can be rendered in this machine's memory."
+    check_number('image_size', image_size, 1, integer=True, hint='a side in pixels')
+    top = int(math.sqrt(0.5 * memory_bytes() / SIM_BYTES_PER_PIXEL))
+    check_memory(f"image_size={image_size} (one simulated image)", SIM_BYTES_PER_PIXEL * image_size**2,
+                 f"choose an image_size of at most {top}")
+
 def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a previous dataset)
                      classes:str|list|None=None, # class names (list or comma-separated); None: all of CLASSES
                      n_subjects:int|None=None, # subjects per class; None: get_profile().sim_subjects
@@ -708,10 +723,21 @@ def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a pre
     if bad: raise ValueError(f"unknown class(es) {bad}: choose from {list(CLASSES)}")
     prof = get_profile()
     n_subjects, n_per_subject = default(n_subjects, prof.sim_subjects), default(n_per_subject, prof.sim_per_subject)
-    if n_subjects < 1 or n_per_subject < 1: raise ValueError("n_subjects and n_per_subject must be at least 1")
+    check_number('n_subjects', n_subjects, 1, 10**6, integer=True); check_number('n_per_subject', n_per_subject, 1, 10**6, integer=True)
     if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels}")
+    check_image_size(image_size)
+    check_number('duration', duration, 0, 3600, lo_open=True, hint='seconds per spectrogram, e.g. 3')
+    check_number('carrier', carrier, 0, 1e12, lo_open=True, hint='Hz, e.g. 24e9')
+    if exists(prf): check_number('prf', prf, 0, 1e8, lo_open=True, hint='Hz, e.g. 5000')
+    if exists(snr_db): check_number('snr_db', snr_db, -60, 150)
+    check_number('max_aspect', max_aspect, 0, 90, hint='degrees')
+    check_number('seed', seed, 0, 2**32 - 1, integer=True)
+    if exists(n_workers): check_number('n_workers', n_workers, 0, 1024, integer=True)
     radar_kw = dict(duration=duration, carrier=carrier, prf=prf)
-    for c in classes: radar_for(c, **radar_kw)                          # fail early on bad radar settings
+    radars = [radar_for(c, **radar_kw) for c in classes]                 # fail early on bad radar settings
+    pulses = max(r.prf * r.duration for r in radars)                     # about 4 kB per pulse while one sample is made (measured)
+    check_memory(f"duration={duration:g} s at a PRF of {max(r.prf for r in radars):g} Hz", SIM_BYTES_PER_PULSE * pulses,
+                 "choose a shorter duration")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out/'metadata.csv').exists():
         raise ValueError(f"{out} exists and is not a dataset written by simulate_dataset (no metadata.csv): choose another folder")
@@ -723,7 +749,7 @@ def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a pre
                 if snr_db is not None: p['snr_db'] = snr_db
                 jobs.append(p)
     n_workers = min(default(n_workers, os.cpu_count() or 1), len(jobs))
-    with atomic_dir(out) as tmp:
+    with folder_lock(out, 'mdaug simulate'), atomic_dir(out) as tmp:
         for c in classes: (tmp/c).mkdir()
         work = [(p, str(tmp), image_size, channels, radar_kw) for p in jobs]
         bar = partial(tqdm, total=len(work), disable=not progress, desc='simulating')

@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/train.html.md"""
 
 # %% ../nbs/07_train.ipynb #8c2f5547
 from __future__ import annotations
-import copy, json, math, time, shutil, hashlib, warnings, contextlib, importlib.util
+import copy, json, math, os, time, shutil, hashlib, warnings, contextlib, importlib.util
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from .core import (exists, default, get_profile, seed_everything, atomic_dir, atomic_write, save_json, load_json,
-                        image_grid, add_fn_args, make_accelerator, check_fields, resolve_precision)
+                        image_grid, add_fn_args, make_accelerator, check_fields, check_finite_fields, resolve_precision,
+                        refuse_pickles, folder_lock)
 from .schedules import make_alphas_cumprod, add_noise, get_velocity
 from .unet import build_unet, UNET_PRESETS, unet_cost, speed_up, ATTENTION_IMPLS
 from .vqvae import infinite_batches, make_config, build_vqvae
@@ -72,6 +73,7 @@ class TrainSettings:
 
     def validate(self):
         "Raise a `ValueError` naming every setting that cannot work and what to use instead."
+        check_finite_fields(self, 'training setting')
         bad = []
         for k in ('steps', 'batch_size', 'grad_accum', 'encode_batch_size', 'checkpoint_every', 'checkpoints_total_limit',
                   'sample_every', 'samples_per_class', 'sample_steps', 'num_train_timesteps'):
@@ -332,7 +334,7 @@ def load_checkpoint(acc, # the `Accelerator` (model, optimizer and scheduler alr
     "Restore everything `save_checkpoint` wrote; returns the trainer state."
     from safetensors.torch import load_file
     path = Path(path); state = load_json(path/'trainer_state.json')
-    acc.load_state(str(path))
+    with refuse_pickles(path): acc.load_state(str(path))
     sh = load_file(path/'ema.safetensors')
     ema.load_state_dict(state['ema'] | {'shadow_params': [sh[k].to(p.device) for k, p in zip(sorted(sh), ema.shadow_params)]})
     f = path/f'noise_rng_{acc.process_index}.safetensors'
@@ -387,7 +389,7 @@ def load_vqvae(path # a VQ-VAE folder written by `mdaug.vqvae.train_vqvae` (or a
     if not (p/'config.json').is_file():
         raise FileNotFoundError(f"no VQ-VAE at {path}: pass the folder that train_vqvae returned (e.g. runs/vq/best), "
                                 f"or train one first with `mdaug.vqvae.train_vqvae(data, out)`")
-    vq = VQModel.from_pretrained(p).eval().requires_grad_(False)
+    with refuse_pickles(p): vq = VQModel.from_pretrained(p).eval().requires_grad_(False)
     return vq, (load_json(p/'vq_config.json') if (p/'vq_config.json').is_file() else {})
 
 def resolve_settings(s:TrainSettings, # requested settings
@@ -498,65 +500,67 @@ def train_ldm(data:str, # folder of spectrogram images (`<class>/*.png` or flat)
     classes = list(ds.classes); ncls = len(classes) or None
     with torch.no_grad(): latent_shape = tuple(vq.encode(ds[0][0][None]).latents.shape[1:])
     check_shapes(s, latent_shape, len(classes))
-    ckpt = find_checkpoint(out, resume) if resume else None
-    if resume is None and list_checkpoints(out):
-        raise FileExistsError(f"{out} already holds checkpoints: pass resume='latest' to continue that run, or choose a new folder")
-    if ckpt is not None: _check_resume(load_json(ckpt/'trainer_state.json'), s, classes, ckpt)
-
-    acc = make_accelerator(mixed_precision=precision, gradient_accumulation_steps=s.grad_accum,
-                           log_with=None if s.log_with == 'none' else s.log_with,
-                           project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out/'logs')))
-    main = acc.is_main_process
-    if main: save_json(s.to_dict(), out/'settings.json')
-    vq.to(acc.device)
-    if s.encode_every_batch: train_ds = ds
-    else:
-        if main: cached_latents(vq, vqvae, ds, out/'latents.safetensors', s.encode_batch_size, progress)
-        acc.wait_for_everyone()
-        train_ds = TensorDataset(*cached_latents(vq, vqvae, ds, out/'latents.safetensors', s.encode_batch_size, False))
-
-    seed_everything(s.seed)
-    unet = build_unet(latent_shape[-1], latent_shape[0], num_classes=ncls, preset=s.unet_preset)
-    ema_unet = copy.deepcopy(unet).to(acc.device).eval() if main else None   # plain layout, not compiled: sample grids and the saved model
-    speed_up(unet, s.channels_last, s.attention, s.compile)
-    opt = torch.optim.AdamW(unet.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True if s.fused_adamw else None)
-    sched = get_cosine_schedule_with_warmup(opt, s.warmup_steps * acc.num_processes, s.steps * acc.num_processes)
-    model, opt, sched = acc.prepare(unet, opt, sched)
-    raw = acc.unwrap_model(model)
-    ema = EMAModel(raw.parameters(), decay=s.ema_decay, use_ema_warmup=True, power=s.ema_power)
-    ema.to(acc.device)
-    noise_gen = torch.Generator(acc.device).manual_seed(s.seed + 1000 * acc.process_index)
-    ac = training_alphas_cumprod(s).to(acc.device)
-    step, log_file = 0, out/'log.jsonl'
-    if ckpt is not None:
-        step = load_checkpoint(acc, ckpt, ema, noise_gen)['step']
-        acc.step = step * s.grad_accum
-        if main and log_file.exists():
-            keep = [l for l in log_file.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= step]
-            with atomic_write(log_file) as f: f.write(''.join(l + '\n' for l in keep))
-        acc.print(f"resumed from {ckpt} at step {step}")
-    elif main and log_file.exists(): log_file.unlink()
-    if s.log_with != 'none': acc.init_trackers('ldm', config=_tracker_config(s))
-    batches = infinite_batches(train_ds, s.batch_size, s.seed, step * s.grad_accum, acc.process_index, acc.num_processes,
-                               s.num_workers if s.encode_every_batch else 0, pin_memory=s.pin_memory and acc.device.type == 'cuda')
-    layout = torch.channels_last if s.channels_last else torch.preserve_format
-    base = dict(settings=s.to_dict(), classes=classes, latent_shape=list(latent_shape), data=str(data), vqvae=str(vqvae))
-    last_ckpt = ckpt
-
-    def _checkpoint(step):
-        p = save_checkpoint(acc, out/'checkpoints'/f'{CKPT_PREFIX}{step:06d}', model, ema, noise_gen, base | dict(step=step))
-        if main: rotate_checkpoints(out, s.checkpoints_total_limit)
-        return p
-
-    def _samples(step):
-        ema.copy_to(ema_unet.parameters())
-        g = sample_grid(ema_unet, vq, ac, ncls, s.samples_per_class, s.sample_steps, s.guidance_scale, s.prediction_type, seed=s.seed)
-        (out/'samples').mkdir(parents=True, exist_ok=True)
-        with atomic_write(out/'samples'/f'step-{step:06d}.png', 'wb') as f: g.save(f, format='PNG')
-
-    pbar = tqdm(total=s.steps, initial=step, disable=not (progress and main), desc='ldm')
-    model.train(); t0 = time.time()
+    acc, pbar, lock = None, None, contextlib.ExitStack()  # one writer per run folder: process 0 of a distributed run holds it
     try:
+        if int(os.environ.get('RANK', 0)) == 0: lock.enter_context(folder_lock(out, 'mdaug train-ldm'))
+        ckpt = find_checkpoint(out, resume) if resume else None
+        if resume is None and list_checkpoints(out):
+            raise FileExistsError(f"{out} already holds checkpoints: pass resume='latest' to continue that run, or choose a new folder")
+        if ckpt is not None: _check_resume(load_json(ckpt/'trainer_state.json'), s, classes, ckpt)
+
+        acc = make_accelerator(mixed_precision=precision, gradient_accumulation_steps=s.grad_accum,
+                               log_with=None if s.log_with == 'none' else s.log_with,
+                               project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out/'logs')))
+        main = acc.is_main_process
+        if main: save_json(s.to_dict(), out/'settings.json')
+        vq.to(acc.device)
+        if s.encode_every_batch: train_ds = ds
+        else:
+            if main: cached_latents(vq, vqvae, ds, out/'latents.safetensors', s.encode_batch_size, progress)
+            acc.wait_for_everyone()
+            train_ds = TensorDataset(*cached_latents(vq, vqvae, ds, out/'latents.safetensors', s.encode_batch_size, False))
+
+        seed_everything(s.seed)
+        unet = build_unet(latent_shape[-1], latent_shape[0], num_classes=ncls, preset=s.unet_preset)
+        ema_unet = copy.deepcopy(unet).to(acc.device).eval() if main else None   # plain layout, not compiled: sample grids and the saved model
+        speed_up(unet, s.channels_last, s.attention, s.compile)
+        opt = torch.optim.AdamW(unet.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True if s.fused_adamw else None)
+        sched = get_cosine_schedule_with_warmup(opt, s.warmup_steps * acc.num_processes, s.steps * acc.num_processes)
+        model, opt, sched = acc.prepare(unet, opt, sched)
+        raw = acc.unwrap_model(model)
+        ema = EMAModel(raw.parameters(), decay=s.ema_decay, use_ema_warmup=True, power=s.ema_power)
+        ema.to(acc.device)
+        noise_gen = torch.Generator(acc.device).manual_seed(s.seed + 1000 * acc.process_index)
+        ac = training_alphas_cumprod(s).to(acc.device)
+        step, log_file = 0, out/'log.jsonl'
+        if ckpt is not None:
+            step = load_checkpoint(acc, ckpt, ema, noise_gen)['step']
+            acc.step = step * s.grad_accum
+            if main and log_file.exists():
+                keep = [l for l in log_file.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= step]
+                with atomic_write(log_file) as f: f.write(''.join(l + '\n' for l in keep))
+            acc.print(f"resumed from {ckpt} at step {step}")
+        elif main and log_file.exists(): log_file.unlink()
+        if s.log_with != 'none': acc.init_trackers('ldm', config=_tracker_config(s))
+        batches = infinite_batches(train_ds, s.batch_size, s.seed, step * s.grad_accum, acc.process_index, acc.num_processes,
+                                   s.num_workers if s.encode_every_batch else 0, pin_memory=s.pin_memory and acc.device.type == 'cuda')
+        layout = torch.channels_last if s.channels_last else torch.preserve_format
+        base = dict(settings=s.to_dict(), classes=classes, latent_shape=list(latent_shape), data=str(data), vqvae=str(vqvae))
+        last_ckpt = ckpt
+
+        def _checkpoint(step):
+            p = save_checkpoint(acc, out/'checkpoints'/f'{CKPT_PREFIX}{step:06d}', model, ema, noise_gen, base | dict(step=step))
+            if main: rotate_checkpoints(out, s.checkpoints_total_limit)
+            return p
+
+        def _samples(step):
+            ema.copy_to(ema_unet.parameters())
+            g = sample_grid(ema_unet, vq, ac, ncls, s.samples_per_class, s.sample_steps, s.guidance_scale, s.prediction_type, seed=s.seed)
+            (out/'samples').mkdir(parents=True, exist_ok=True)
+            with atomic_write(out/'samples'/f'step-{step:06d}.png', 'wb') as f: g.save(f, format='PNG')
+
+        pbar = tqdm(total=s.steps, initial=step, disable=not (progress and main), desc='ldm')
+        model.train(); t0 = time.time()
         while step < s.steps:
             total = 0.
             for _ in range(s.grad_accum):
@@ -596,8 +600,9 @@ def train_ldm(data:str, # folder of spectrogram images (`<class>/*.png` or flat)
                                                                     vqvae_sha256=vqvae_fingerprint(vqvae)))
         acc.wait_for_everyone()
     finally:
-        pbar.close()
-        acc.end_training()
+        if pbar is not None: pbar.close()
+        if acc is not None: acc.end_training()
+        lock.close()
     return out/'model'
 
 # %% ../nbs/07_train.ipynb #5aefe30d

@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/vqvae.html.md"""
 
 # %% ../nbs/03_vqvae.ipynb #c84c6052
 from __future__ import annotations
-import math, time, warnings
+import contextlib, math, os, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .core import (exists, default, seed_everything, image_grid, get_profile, atomic_dir, atomic_write,
-                        save_json, load_json, make_accelerator, check_fields, resolve_precision)
+                        save_json, load_json, make_accelerator, check_fields, check_finite_fields, resolve_precision, refuse_pickles,
+                        load_weights, folder_lock)
 
 # %% auto #0
 __all__ = ['MODEL_FIELDS', 'PRESETS', 'VQConfig', 'make_config', 'build_vqvae', 'vq_forward', 'build_lpips', 'pixel_loss',
@@ -91,6 +92,7 @@ class VQConfig:
 
     def validate(self):
         "Raise a `ValueError` that says what to change when a setting cannot work."
+        check_finite_fields(self, 'VQ-VAE setting')
         if self.channels not in (1, 3): raise ValueError(f"channels={self.channels}: spectrograms have 1 (grayscale) or 3 (RGB) channels")
         if self.levels < 1: raise ValueError(f"levels={self.levels}: use at least 1 level (levels=3 gives factor 4)")
         if self.image_size % self.factor:
@@ -331,9 +333,9 @@ def load_checkpoint(out:Path, model, opt, sched, cfg:VQConfig, restarter:CodeRes
     d = Path(out)/'latest'
     if exists(restarter) and (d/'codes.safetensors').exists(): restarter.load_state_dict(load_file(d/'codes.safetensors'))
     check_config_match(load_json(d/'vq_config.json'), cfg, str(d))
-    src = VQModel.from_pretrained(d)
+    with refuse_pickles(d): src = VQModel.from_pretrained(d)
     model.load_state_dict(src.state_dict())
-    opt.load_state_dict(torch.load(d/'optimizer.pt', weights_only=True, map_location='cpu'))
+    opt.load_state_dict(load_weights(d/'optimizer.pt'))
     sched.load_state_dict(load_json(d/'scheduler.json'))
     return load_json(d/'state.json')
 
@@ -413,6 +415,8 @@ def fit_vqvae(cfg:VQConfig, # the settings
     from diffusers import VQModel
     from diffusers.optimization import get_cosine_schedule_with_warmup
     out = Path(out); cfg.validate(); _check_data(train_ds, cfg)
+    if not len(valid_ds): raise ValueError(f"no validation images ({len(train_ds)} for training): the VQ-VAE needs held-out images to check "
+                                           f"itself; use more images (at least 2 per class) or a larger valid_pct")
     if cfg.mixed_precision == 'fp16' and not torch.cuda.is_available():
         raise ValueError("mixed_precision='fp16' needs a CUDA GPU: use 'bf16' or 'no' on this machine")
     if (out/'latest').exists() and not resume:
@@ -540,4 +544,5 @@ def train_vqvae(data:str, # folder (or zip) of spectrogram images, as read by `m
     else: cfg = make_config(profile, preset, **over)
     dls = get_dataloaders(data, image_size=cfg.image_size, channels=cfg.channels, batch_size=cfg.batch_size,
                           valid_pct=cfg.valid_pct, seed=cfg.seed, num_workers=cfg.num_workers)
-    return fit_vqvae(cfg, dls.train_ds, dls.valid_ds, out, resume=resume, progress=progress, max_minutes=max_minutes)
+    lock = folder_lock(out, 'mdaug train-vqvae') if int(os.environ.get('RANK', 0)) == 0 else contextlib.nullcontext()
+    with lock: return fit_vqvae(cfg, dls.train_ds, dls.valid_ds, out, resume=resume, progress=progress, max_minutes=max_minutes)

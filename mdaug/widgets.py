@@ -151,13 +151,16 @@ class LiveSampler(WidgetView):
             ) -> Path|None:
         "Write the last finished images with their metadata rows, as `mdaug.generate.generate` does (and `regenerate` can redo)."
         from mdaug.generate import claim_folder, next_seed, write_rows
+        from mdaug.core import folder_lock
         if self.images is None: self._say('nothing to save yet: press Run first', error=True); return None
         out, s = Path(default(out, self.folder.value)), self.settings
         try:
-            rows = claim_folder(out, 'generated', self.pipe)
-            next_seed(rows, s['seed'])
-            lab = self.pipe.label_ids([s['label']])[0] if exists(s['label']) else None
-            new = write_rows(self.pipe, out, rows, [lab] * s['n'], self.images, s['seed'], s['sampler'], s['steps'], s['eta'], s['guidance_scale'])
+            with folder_lock(out, 'the live sampler'):
+                rows = claim_folder(out, 'generated', self.pipe)
+                next_seed(rows, s['seed'])
+                lab = self.pipe.label_ids([s['label']])[0] if exists(s['label']) else None
+                new = write_rows(self.pipe, out, rows, [lab] * s['n'], self.images, s['seed'], s['sampler'], s['steps'], s['eta'],
+                                 s['guidance_scale'])
         except (ValueError, OSError) as e: self._say(f'not saved: {e}', error=True); return None
         self._say(f'saved {len(new)} image(s) to {out} (metadata.csv)')
         return out

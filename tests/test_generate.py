@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mdaug.core import sample_data
+from mdaug.core import sample_data, save_json
 from mdaug.data import SpectrogramDataset
-from mdaug.generate import (MDaugPipeline, load_pipeline, model_id, generate, regenerate, augment, read_rows, MARKER)
+from mdaug.generate import (MDaugPipeline, load_pipeline, model_id, generate, regenerate, augment, read_rows, MARKER, JOURNAL)
 from mdaug.samplers import ddim_sample, dpmpp_2m_sample
 from test_train_fixtures import make_data, make_model
 
@@ -108,11 +108,15 @@ def test_augment_resumes_after_a_crash(model, tmp_path, monkeypatch):
     out = tmp_path/'aug'
     kept = read_rows(out)
     assert sum(r['generated'] == '1' for r in kept) == 3                                    # the first batch made it
-    (out/'walk'/'gen_000009_000.png').write_bytes(b'half a png')                            # as if killed while writing
+    # as if killed while writing batch 9: its journal names its files, one is on disk, one half-written under its temporary name
+    save_json(dict(seed=9, files=['walk/gen_000009_000.png', 'walk/gen_000009_001.png']), out/JOURNAL)
+    (out/'walk'/'gen_000009_000.png').write_bytes(b'a png of the killed batch')
+    (out/'walk'/'.gen_000009_001.png.k2j3h4.tmp').write_bytes(b'half a png')
     monkeypatch.setattr(MDaugPipeline, '__call__', real_call)
     augment(str(data), str(model), str(out), per_class=5, steps=2, batch_size=3, progress=False)
     rows = read_rows(out)
     assert len(rows) == 15 and not (out/'walk'/'gen_000009_000.png').exists()
+    assert not list(out.rglob('*.tmp')) and not (out/JOURNAL).exists()
     assert all(r in rows for r in kept)
     assert (out/MARKER).is_file()
 
