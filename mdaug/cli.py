@@ -121,7 +121,7 @@ COMMANDS = {
     'train-vqvae': ('mdaug.vqvae:train_vqvae', ('data',), 'train the VQ-VAE first stage'),
     'train-ldm':   ('mdaug.train:train_ldm', ('data', 'vqvae'), 'train the latent diffusion model (single process; use accelerate launch -m mdaug.train for many)'),
     'fit':         ('mdaug.generate:fit', ('data',), 'prepare your data and train both stages into one model folder (resumable)'),
-    'generate':    ('mdaug.generate:generate', ('model',), 'generate labelled spectrograms to files with metadata'),
+    'generate':    ('mdaug.generate:generate', ('model',), 'generate labelled spectrograms (or variations of real ones, --source) to files with metadata'),
     'augment':     ('mdaug.generate:augment', ('data', 'model'), 'write an augmented dataset: real and generated images side by side'),
     'evaluate':    ('mdaug.evaluate:evaluate', ('real', 'generated'), 'score generated spectrograms against real ones (FID/KID floor, precision/recall, memorisation)'),
     'benchmark':   ('mdaug.evaluate:benchmark', ('data',), 'does generated data help a classifier? the augmentation benchmark (resumable)'),

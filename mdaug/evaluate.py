@@ -20,12 +20,13 @@ from .core import (exists, default, default_device, get_profile, save_json, load
                         labelled_grid, check_fields, check_number, folder_lock)
 
 # %% auto #0
-__all__ = ['BENCH_PRESETS', 'ARMS', 'Images', 'shrink', 'load_images', 'split_by_subject', 'SpecCNN', 'save_classifier',
-           'load_classifier', 'classic_augment', 'ClassifierSettings', 'train_classifier', 'predict', 'features',
-           'confusion', 'accuracy', 'plot_confusions', 'frechet_distance', 'mmd2', 'kid', 'knn_radii', 'prdc',
-           'nearest_streamed', 'memorisation', 'plot_memorisation', 'closest_pairs', 'vq_ceiling', 'match_counts',
-           'quality', 'inception_fid', 'evaluate', 'BenchSettings', 'nested_subsets', 'benchmark', 'summarise',
-           'plot_accuracy', 'bench_report']
+__all__ = ['FEATURE_REASONS', 'BENCH_PRESETS', 'BENCH_LEGACY', 'ARMS', 'Images', 'shrink', 'load_images', 'split_by_subject',
+           'SpecCNN', 'save_classifier', 'load_classifier', 'classic_augment', 'ClassifierSettings', 'train_classifier',
+           'predict', 'features', 'confusion', 'accuracy', 'plot_confusions', 'frechet_distance', 'mmd2', 'kid',
+           'knn_radii', 'prdc', 'nearest_streamed', 'memorisation', 'plot_memorisation', 'closest_pairs', 'vq_ceiling',
+           'match_counts', 'quality', 'inception_fid', 'evaluate', 'real_to_real', 'real_band', 'feature_filter',
+           'confidence_filter', 'combine', 'plot_feature_filter', 'sift_generated', 'BenchSettings', 'nested_subsets',
+           'benchmark', 'summarise', 'plot_accuracy', 'bench_report']
 
 # %% ../nbs/09_evaluate.ipynb #1b3a13f9
 @dataclass
@@ -447,15 +448,18 @@ def _image_size(folder) -> tuple[int, int]:
     im = Image.open(Path(folder)/files[0])
     return im.width, 1 if im.mode in ('L', 'I', 'I;16', 'F') else 3
 
-def _claim(out:Path, marker:str, settings:dict, what:str, dry:bool=False):
+def _claim(out:Path, marker:str, settings:dict, what:str, dry:bool=False,
+           legacy:dict|None=None): # settings older versions did not record -> the value they ran with
     "Open `out` for a command that writes `marker`: new, or started with the same settings (`dry`: check only)."
     m = out/marker
     if m.is_file():
-        old = load_json(m).get('settings')
+        state = load_json(m)
+        old = (legacy or {}) | (state.get('settings') or {})   # a setting added since reads as what the old run did
         if old != settings:
             diff = ', '.join(f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in settings.items() if (old or {}).get(k) != v)
             raise ValueError(f"{out} holds a {what} with other settings ({diff}): use the same settings to resume, or choose a new folder")
-        return load_json(m)
+        state['settings'] = settings   # the added settings are written with the next save
+        return state
     if out.exists() and (not out.is_dir() or any(out.iterdir())): raise FileExistsError(f"{out} holds other files: choose a new folder for the {what}")
     if dry: return None
     out.mkdir(parents=True, exist_ok=True)
@@ -578,6 +582,127 @@ def _evaluate_report(num:dict, settings:dict) -> str:
     if 'inception_fid' in num: lines += [f"Inception-v3 FID (natural-image features, for comparison with other papers): {num['inception_fid']['generated']:.2f}", ""]
     return '\n'.join(lines)
 
+# %% ../nbs/09_evaluate.ipynb #3045def3
+def real_to_real(real_feats:torch.Tensor, # features `(N, D)` of the real images
+                 real_labels:torch.Tensor # their classes `(N,)`
+                ) -> torch.Tensor:
+    "Each real image's distance to the nearest *other* real image of its class (inf when it is its class's only one)."
+    d = torch.cdist(real_feats.double(), real_feats.double())
+    d.masked_fill_((real_labels[:, None] != real_labels[None]) | torch.eye(len(d), dtype=torch.bool), math.inf)
+    return d.min(1).values if len(d) else d.new_zeros(0)
+
+def real_band(real_feats:torch.Tensor, # features `(N, D)` of the real images
+              real_labels:torch.Tensor, # their classes `(N,)`
+              n_classes:int, # number of classes
+              low:float=0.05, # quantile of the lower cut; 0: no lower cut
+              high:float=0.95 # quantile of the upper cut; 1: no upper cut
+             ) -> torch.Tensor:
+    "Per class, the cuts `(classes, 2)`: quantiles `low` and `high` of its real images' `real_to_real` distances."
+    rr, band = real_to_real(real_feats, real_labels), torch.full((n_classes, 2), math.nan, dtype=torch.float64)
+    for c in range(n_classes):
+        d = rr[real_labels == c]
+        if len(d) < 2: continue   # a class with fewer than two real images has no band (NaN): nothing is cut
+        band[c, 0] = d.quantile(low) if low > 0 else 0.
+        band[c, 1] = d.quantile(high) if high < 1 else math.inf
+    return band
+
+def _verdict(reason:torch.Tensor, labels:torch.Tensor, n_classes:int, names:tuple, **extra) -> dict:
+    "Kept indices, each image's reason (`names[0]` keeps it), and the count of every reason per class."
+    counts = {r: torch.bincount(labels[reason == i], minlength=n_classes).tolist() for i, r in enumerate(names)}
+    return dict(kept=(reason == 0).nonzero().flatten().tolist(), reason=[names[i] for i in reason.tolist()],
+                labels=labels.tolist(), counts=counts, **extra)
+
+FEATURE_REASONS = ('kept', 'near copy', 'outlier', 'other class')  # a dropped image counts under the first that applies
+
+def feature_filter(gen_feats:torch.Tensor, # features `(M, D)` of the generated images
+                   gen_labels:torch.Tensor, # the class each was generated for `(M,)`
+                   real_feats:torch.Tensor, # features `(N, D)` of the real images
+                   real_labels:torch.Tensor, # their classes `(N,)`
+                   low:float=0.05, # near copy: nearer its class's real images than this quantile of real-to-real
+                   high:float=0.95, # outlier: farther than this quantile
+                   other_class:bool=True, # also drop an image whose nearest real image is of another class
+                   n_classes:int|None=None # number of classes; None: the largest label + 1
+                  ) -> dict:
+    "Keep generated images whose distance to the nearest real image of their class lies in that class's real band."
+    n_classes = default(n_classes, lambda: int(torch.cat([gen_labels, real_labels]).max()) + 1)
+    band = real_band(real_feats, real_labels, n_classes, low, high)
+    d = torch.cdist(gen_feats.double(), real_feats.double())      # (M, N) Euclidean
+    same = gen_labels[:, None] == real_labels[None]
+    own = d.masked_fill(~same, math.inf).min(1).values            # to the nearest real image of its own class
+    other = d.masked_fill(same, math.inf).min(1).values           # to the nearest real image of any other class
+    lo, hi = band[gen_labels].unbind(1)                           # NaN (no band) never compares true
+    reason = torch.zeros(len(gen_labels), dtype=torch.long)       # index into FEATURE_REASONS
+    if other_class: reason[other < own] = 3
+    reason[own > hi] = 2
+    reason[own < lo] = 1
+    return _verdict(reason, gen_labels, n_classes, FEATURE_REASONS, dist=own, band=band,
+                    real_dist=real_to_real(real_feats, real_labels))
+
+def confidence_filter(probs:torch.Tensor, # class probabilities `(M, classes)` from a classifier trained on real images
+                      labels:torch.Tensor, # the class each image was generated for `(M,)`
+                      threshold:float=0.8 # keep an image when its class gets at least this probability
+                     ) -> dict:
+    "Classifier sifting: keep the generated images that a classifier of real images gives confidence in their class."
+    p = probs[torch.arange(len(labels)), labels]
+    return _verdict((p < threshold).long(), labels, probs.shape[1], ('kept', 'unsure'), confidence=p)
+
+def combine(**filters) -> dict: # name -> the verdict of a filter; all judged the same generated images
+    "Keep the images every filter keeps; each filter's counts (of all images, per reason and class) and the combined."
+    fs = list(filters.values())
+    if len({len(f['reason']) for f in fs}) != 1:
+        raise ValueError(f"combine needs filters of the same images, got {[len(f['reason']) for f in fs]} images")
+    labels, n_classes = torch.tensor(fs[0]['labels'], dtype=torch.long), len(next(iter(fs[0]['counts'].values())))
+    drop = torch.tensor([any(f['reason'][i] != 'kept' for f in fs) for i in range(len(labels))], dtype=torch.long)
+    both = _verdict(drop, labels, n_classes, ('kept', 'dropped'))
+    return both | dict(counts={n: f['counts'] for n, f in filters.items()} | dict(combined=both['counts']))
+
+# %% ../nbs/09_evaluate.ipynb #b1a57873
+def plot_feature_filter(v:dict, # the result of `feature_filter`
+                        real_labels:torch.Tensor, # the real images' classes, as given to it
+                        classes:list, # class names in index order
+                        title:str='' # a title
+                       ):
+    "Per class: the band between the two cuts, the real images' nearest-real distances, the generated ones by verdict."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(max(6, len(classes) + 2), 3.6))
+    gl, dist, rr = torch.tensor(v['labels']), v['dist'].float(), v['real_dist'].float()
+    top = 1.05 * max([x for x in torch.cat([dist, rr]).tolist() if math.isfinite(x)] + [1e-9])   # inf: drawn at the top
+    spread = lambda n: torch.linspace(-.12, .12, n) if n > 1 else torch.zeros(n)   # the points of a class side by side
+    x = torch.zeros(len(gl))
+    for c in range(len(classes)):
+        lo, hi = v['band'][c].tolist()
+        if not math.isnan(lo):
+            ax.fill_between([c - .4, c + .4], lo, min(hi, top), color='0.9', zorder=0)
+            ax.hlines([lo, min(hi, top)], c - .4, c + .4, colors='k', lw=1, ls='--', label=None if c else 'cuts')
+        r = rr[real_labels == c].clamp(max=top)
+        ax.scatter(c - .2 + spread(len(r)), r, marker='_', s=60, c='k', label=None if c else 'real → nearest real')
+        x[gl == c] = c + .2 + spread(int((gl == c).sum()))
+    colours = {'kept': 'tab:green', 'near copy': 'tab:purple', 'outlier': 'tab:red', 'other class': 'tab:orange'}
+    for reason, col in colours.items():
+        m = torch.tensor([r == reason for r in v['reason']], dtype=torch.bool)
+        if m.any(): ax.scatter(x[m], dist[m].clamp(max=top), c=col, s=14, label=f'generated, {reason}: {int(m.sum())}')
+    ax.set(xticks=range(len(classes)), xlim=(-.6, len(classes) - .4), ylim=(0, top * 1.02), xlabel='class',
+           ylabel='distance to the nearest real\nimage of its class (features)',
+           title=title or 'The feature filter keeps what lies in the real band')
+    ax.set_xticklabels(classes, fontsize=8); ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/09_evaluate.ipynb #d7b0271b
+def sift_generated(clf:SpecCNN, # a classifier trained on `real` only
+                   gen:Images, # generated images, labelled with the class each was generated for
+                   real:Images, # the real images: the feature filter's references
+                   threshold:float=0.8, # classifier sifting: the confidence to keep
+                   low:float=0.05, # feature filter: the near-copy cut, a quantile of real-to-real distances (0: off)
+                   high:float=0.95, # feature filter: the outlier cut (1: off)
+                   other_class:bool=True # feature filter: also drop images nearest a real image of another class
+                  ) -> dict:
+    "Classifier sifting and the feature filter in `clf`'s features, combined (see `combine`)."
+    conf = confidence_filter(predict(clf, gen.x), gen.y, threshold)
+    fg, fr = features(clf, gen.x), features(clf, real.x)
+    feat = feature_filter(fg, gen.y, fr, real.y, low, high, other_class, len(real.classes))
+    return combine(classifier=conf, features=feat)
+
 # %% ../nbs/09_evaluate.ipynb #a90ce46d
 @dataclass
 class BenchSettings:
@@ -596,6 +721,9 @@ class BenchSettings:
     sample_steps:int=20         # its steps
     guidance_scale:float=2.     # classifier-free guidance
     sift_threshold:float=0.8    # sifting keeps generated images the real-only classifier gives this confidence in their class
+    filter_low:float=0.05       # feature filter: drop near copies, nearer a real one than this quantile of real-to-real
+    filter_high:float=0.95      # feature filter: drop outliers, farther than this quantile (0 and 1 turn a cut off)
+    filter_other_class:bool=True # feature filter: drop images whose nearest real image is of another class
     clf_steps:int=400           # training steps of every benchmark classifier
     ref_steps:int=1000          # training steps of the reference classifier (all real training images)
     split_seed:int=0            # seed of the test split and of the nested subsets
@@ -613,6 +741,12 @@ class BenchSettings:
         if self.vq_preset not in PRESETS: raise ValueError(f"unknown vq_preset {self.vq_preset!r}: choose one of {sorted(PRESETS)}")
         if self.unet_preset not in UNET_PRESETS: raise ValueError(f"unknown unet_preset {self.unet_preset!r}: choose one of {sorted(UNET_PRESETS)}")
         if not 0 <= self.sift_threshold < 1: raise ValueError(f"sift_threshold must be in [0, 1), got {self.sift_threshold}")
+        for k in ('filter_low', 'filter_high'):
+            check_number(k, getattr(self, k), 0, 1, hint='a quantile of real-to-real distances; 0 and 1 turn a cut off')
+        if self.filter_low >= self.filter_high:
+            raise ValueError(f"filter_low must be below filter_high, got {self.filter_low:g} and {self.filter_high:g}")
+        if not isinstance(self.filter_other_class, bool):
+            raise ValueError(f"filter_other_class must be true or false, got {self.filter_other_class!r}")
         for k in ('vq_steps', 'ldm_steps', 'gen_per_class'): check_number(k, getattr(self, k), 1, integer=True)
         for k in ('clf_steps', 'ref_steps'):
             check_number(k, getattr(self, k), 10, integer=True, hint='a fifth of them is warm-up')
@@ -630,7 +764,10 @@ BENCH_PRESETS = {
                   clf_steps=1500, ref_steps=3000),
 }
 
-ARMS = {  # name -> (real images, generated images, sifted, classic augmentation)
+# what a benchmark.json begun before the feature filter existed ran with: no feature filter (it resumes that way)
+BENCH_LEGACY = dict(filter_low=0., filter_high=1., filter_other_class=False)
+
+ARMS = {  # name -> (real images, generated images, sifted: classifier sift and feature filter, classic augmentation)
     'real':                (True,  False, False, False),
     'real + classic':      (True,  False, False, True),
     'real + gen':          (True,  True,  False, False),
@@ -706,22 +843,30 @@ def benchmark(data:str, # a class-folder dataset (a subject per image helps: `<s
               ldm_steps:int|None=None, # diffusion training steps per size; None: the preset's
               gen_per_class:int|None=None, # generated images per class per size; None: the preset's
               sift_threshold:float|None=None, # sifting confidence; None: the preset's
+              filter_low:float|None=None, # feature filter: near-copy cut, a quantile of real-to-real; None: preset's
+              filter_high:float|None=None, # feature filter: outlier cut, a quantile of real-to-real; None: the preset's
+              filter_other_class:bool|None=None, # feature filter: drop images nearest another class; None: the preset's
               device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
               progress:bool=True # show progress bars
              ) -> Path:
     "Does generated data help a classifier? Train it on real, real + generated, real + classic augmentation, ... at several real-data sizes; returns report.md."
     preset = default(preset, lambda: get_profile().name)
     if preset not in BENCH_PRESETS: raise ValueError(f"unknown benchmark preset {preset!r}: choose one of {sorted(BENCH_PRESETS)}")
-    over = dict(seeds=seeds, image_size=image_size, ldm_steps=ldm_steps, gen_per_class=gen_per_class, sift_threshold=sift_threshold)
+    over = dict(seeds=seeds, image_size=image_size, ldm_steps=ldm_steps, gen_per_class=gen_per_class, sift_threshold=sift_threshold,
+                filter_low=filter_low, filter_high=filter_high, filter_other_class=filter_other_class)
     if exists(sizes):
         try: over['sizes'] = tuple(int(v) for v in str(sizes).split(',') if v.strip()) if isinstance(sizes, str) else tuple(sizes)
         except ValueError: raise ValueError(f"sizes must be comma-separated integers such as '5,10,20', got {sizes!r}") from None
-    s = replace(BenchSettings(), **(BENCH_PRESETS[preset] | {k: v for k, v in over.items() if v is not None})).validate()
+    out, t0 = Path(out), time.time()
+    # a run begun before a setting existed resumes as it began, unless that setting is given (then it is refused as changed)
+    known = load_json(out/'benchmark.json') if (out/'benchmark.json').is_file() else None
+    known = known.get('settings') if isinstance(known, dict) else None
+    legacy = {k: v for k, v in BENCH_LEGACY.items() if isinstance(known, dict) and k not in known and over.get(k) is None}
+    s = replace(BenchSettings(), **(BENCH_PRESETS[preset] | legacy | {k: v for k, v in over.items() if v is not None})).validate()
     if not Path(data).is_dir(): raise FileNotFoundError(f"{data} is not a folder: pass a folder of class folders of spectrograms")
     _check_pool(data, s)
-    out, t0 = Path(out), time.time()
     settings = dict(asdict(s), sizes=list(s.sizes), data=str(Path(data).resolve()), preset=preset)
-    _claim(out, 'benchmark.json', settings, 'benchmark', dry=True)
+    _claim(out, 'benchmark.json', settings, 'benchmark', dry=True, legacy=BENCH_LEGACY)
     with folder_lock(out, what='mdaug benchmark'): return _bench_run(data, out, s, settings, device, progress, t0)
 
 def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:bool, t0:float) -> Path:
@@ -730,7 +875,7 @@ def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:
     from mdaug.vqvae import train_vqvae
     from mdaug.train import train_ldm, list_checkpoints, load_vqvae
     preset = settings['preset']
-    state = _claim(out, 'benchmark.json', settings, 'benchmark')
+    state = _claim(out, 'benchmark.json', settings, 'benchmark', legacy=BENCH_LEGACY)
     save = lambda: save_json(state, out/'benchmark.json')
     device = default_device(device)
     prof = 'ci' if preset == 'ci' else 'gpu' if preset == 'gpu' else 'cpu'
@@ -767,7 +912,8 @@ def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:
         state['done']['vqvae'] = True; save()
     if 'vq_ceiling' not in state['done']:
         state['done']['vq_ceiling'] = vq_ceiling(load_vqvae(out/'vq'/'best')[0].to(device), ref, test); save()
-    arms = state['done'].setdefault('arms', {}); sift = state['done'].setdefault('sift', {}); qual = state['done'].setdefault('quality', {})
+    arms, sift, qual = (state['done'].setdefault(k, {}) for k in ('arms', 'sift', 'quality'))
+    filt = state['done'].setdefault('filters', {})   # what each filter dropped (absent in runs begun before it was recorded)
     for k in s.sizes:
         run = out/f'ldm_{k:03d}'
         if f'ldm {k}' not in state['done']:
@@ -785,8 +931,8 @@ def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:
                 if key in arms: continue
                 if sifted and f'{k}/{seed}' not in sift:
                     clf = train_classifier(real[k].x, real[k].y, len(allx.classes), cs, device=device, seed=seed)
-                    p = predict(clf, gen.x)[torch.arange(len(gen)), gen.y]
-                    sift[f'{k}/{seed}'] = (p >= s.sift_threshold).nonzero().flatten().tolist(); save()
+                    v = sift_generated(clf, gen, real[k], s.sift_threshold, s.filter_low, s.filter_high, s.filter_other_class)
+                    sift[f'{k}/{seed}'], filt[f'{k}/{seed}'] = v['kept'], v['counts']; save()
                 g = gen.subset(sift[f'{k}/{seed}']) if sifted else gen
                 parts = ([real[k]] if use_real else []) + ([g] if use_gen else [])
                 x, y = torch.cat([q.x for q in parts]), torch.cat([q.y for q in parts])
@@ -829,8 +975,11 @@ def summarise(state:dict) -> dict:
     met = {t: all(map(ok, v.values())) if isinstance(v, dict) else ok(v) for t, v, ok in checks}
     kept = {k: float(np.mean([len(state['done']['sift'][f'{k}/{i}']) for i in range(s['seeds']) if f'{k}/{i}' in state['done']['sift']] or [np.nan]))
             for k in s['sizes']}
+    f = state['done'].get('filters', {})   # per size and seed: each filter's drops per reason, summed over classes
+    filters = {str(k): {str(i): {n: {r: sum(v) for r, v in c.items()} for n, c in f[f'{k}/{i}'].items()}
+                        for i in range(s['seeds']) if f'{k}/{i}' in f} for k in s['sizes']}
     return dict(accuracy=res, targets=targets, met=met, quality=q, reference=state['done']['reference'],
-                vq_ceiling=state['done']['vq_ceiling'], sift_kept=kept, seconds=state['seconds'])
+                vq_ceiling=state['done']['vq_ceiling'], sift_kept=kept, filters=filters, seconds=state['seconds'])
 
 # %% ../nbs/09_evaluate.ipynb #7b668682
 def plot_accuracy(summary:dict, title:str=''): # from `summarise`; a title
@@ -868,6 +1017,30 @@ def _bench_pictures(out:Path, state:dict, summary:dict, allx:Images, real:dict, 
     with atomic_write(out/'samples.png', 'wb') as f:
         labelled_grid(rows, header=['real'] * 2 + [f'gen {k}' for k in s['sizes'] for _ in range(2)]).save(f, format='PNG')
 
+def _filter_lines(summary:dict, s:dict) -> list:
+    "The report's table of what the classifier sift and the feature filter dropped at each size (mean over seeds)."
+    low, high, other = (s.get(k, v) for k, v in BENCH_LEGACY.items())   # a run begun before the filter: off
+    n = s['gen_per_class'] * len(summary['reference']['confusion'])
+    how = ("the feature filter was off (a run begun before it existed)" if low == 0 and high == 1 and not other else
+           f"the feature filter, in the same classifier's features, drops a generated image as a *near copy* when it is "
+           f"nearer a real image of its class than the {low * 100:g}th percentile of that class's real-to-nearest-real "
+           f"distances, as an *outlier* when it is farther than the {high * 100:g}th percentile"
+           + (", and as *other class* when its nearest real image is of another class" if other else ""))
+    lines = ["## Filtering the generated images", "",
+             f"Each filter judges all {n} generated images of a size: the classifier sift drops those the real-only "
+             f"classifier is *unsure* of; {how}. Images per size, mean over seeds:", "",
+             "| size | classifier: unsure | features: near copy | features: outlier | features: other class | kept by both |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for k in s['sizes']:
+        per = list((summary.get('filters', {}).get(str(k)) or {}).values())
+        if not per:   # a run begun before the counts were recorded: only what sifting kept
+            kept = summary['sift_kept'].get(k, summary['sift_kept'].get(str(k), math.nan))
+            lines.append(f"| {k} | not recorded | | | | {kept:.1f} |"); continue
+        m = lambda f, r: float(np.mean([v[f].get(r, 0) for v in per]))
+        lines.append(f"| {k} | {m('classifier', 'unsure'):.1f} | {m('features', 'near copy'):.1f} | "
+                     f"{m('features', 'outlier'):.1f} | {m('features', 'other class'):.1f} | {m('combined', 'kept'):.1f} |")
+    return lines
+
 def bench_report(summary:dict, state:dict) -> str:
     "The benchmark's results as markdown."
     s, sec = state['settings'], summary['seconds']
@@ -876,15 +1049,14 @@ def bench_report(summary:dict, state:dict) -> str:
              f"subjects no model saw; training pool {summary['reference']['n_train']} images. For each size the diffusion model is trained only on "
              f"that size's real images (nested subsets); the VQ-VAE once, on the largest subset. {s['seeds']} classifier seed(s) per arm, "
              f"{s['clf_steps']} steps each; {s['gen_per_class']} generated images per class per size ({s['sampler']}, {s['sample_steps']} steps, "
-             f"guidance {s['guidance_scale']:g}). Sifting keeps generated images that the real-only classifier of the same size and seed gives "
-             f"at least {s['sift_threshold']:.0%} confidence in their class.", "",
+             f"guidance {s['guidance_scale']:g}). The sifted arms keep the generated images that the real-only classifier of the same size "
+             f"and seed gives at least {s['sift_threshold']:.0%} confidence in their class and that the feature filter keeps "
+             f"(below).", "",
              "## Test accuracy (%), mean ± std over seeds", "",
              "| arm | " + " | ".join(f"{k} / class" for k in s['sizes']) + " |", "|---|" + "---:|" * len(s['sizes'])]
     for arm, v in summary['accuracy'].items(): lines.append(f"| {arm} | " + " | ".join(_pm(v[str(k)], 100) for k in s['sizes']) + " |")
-    lines += ["", "![accuracy](accuracy.png)", "",
-              f"Generated images kept by sifting, mean over seeds (of {s['gen_per_class'] * len(summary['reference']['confusion'])}): "
-              + ", ".join(f"{k} / class: {v:.0f}" for k, v in summary['sift_kept'].items()), "",
-              "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    lines += ["", "![accuracy](accuracy.png)", ""] + _filter_lines(summary, s) + [
+              "", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for t, v in summary['targets'].items():
         m = (f"{v:.3f}" if isinstance(v, float) else ', '.join(f"{k}: {x:+.1f}" if 'points' in t or 'worse' in t else f"{k}: {x:.2f}" for k, x in v.items()))
         lines.append(f"| {t} | {m} | {'yes' if summary['met'][t] else '**no**'} |")

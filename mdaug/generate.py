@@ -7,24 +7,26 @@ Docs: https://mdaug.github.io/mdaug/generate.html.md"""
 # %% ../nbs/08_generate.ipynb #aa4ad354
 from __future__ import annotations
 import contextlib, csv, filecmp, hashlib, io, json, os, re, shutil, time
+from collections import Counter
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from .core import (exists, default, default_device, get_profile, atomic_write, atomic_dir, save_json, load_json,
-                        labelled_grid, shipped, check_number, check_memory, folder_lock, refuse_pickles)
+                        labelled_grid, shipped, check_number, check_memory, folder_lock, refuse_pickles, image_to_tensor)
 from .samplers import SAMPLERS
 from .unet import speed_up
 
 # %% auto #0
 __all__ = ['DTYPES', 'MARKER', 'JOURNAL', 'COLUMNS', 'check_sampling', 'NonFiniteError', 'check_finite', 'MDaugPipeline',
            'model_id', 'quiet_diffusers', 'find_model', 'resolve_dtype', 'load_pipeline', 'export_model', 'read_rows',
-           'save_rows', 'append_rows', 'claim_folder', 'mark', 'next_seed', 'write_rows', 'write_batches', 'generate',
-           'regenerate', 'sample_classes', 'class_grid', 'nearest', 'augment', 'class_counts', 'augment_summary',
-           'augmented_grid', 'fit']
+           'save_rows', 'append_rows', 'claim_folder', 'mark', 'next_seed', 'load_sources', 'write_rows',
+           'write_batches', 'check_source', 'generate', 'regenerate', 'variation_jobs', 'sample_classes', 'class_grid',
+           'nearest', 'augment', 'class_counts', 'augment_summary', 'augmented_grid', 'fit']
 
 # %% ../nbs/08_generate.ipynb #b5d77489
 def check_sampling(sampler:str='ddim', # a key of `mdaug.samplers.SAMPLERS`
@@ -32,7 +34,8 @@ def check_sampling(sampler:str='ddim', # a key of `mdaug.samplers.SAMPLERS`
                    batch_size:int=16, # images per sampler call
                    count:float|None=None, # images (or images per real image) to make
                    eta:float=0., # DDIM's noise
-                   guidance_scale:float|None=None # classifier-free guidance
+                   guidance_scale:float|None=None, # classifier-free guidance
+                   strength:float=1. # image-to-image: how far source images are noised (1: from pure noise)
                   ):
     "Fail fast, before a model loads, on sampling settings that cannot work: every number finite and in range."
     if sampler not in SAMPLERS: raise ValueError(f"unknown sampler {sampler!r}: choose one of {sorted(SAMPLERS)}")
@@ -41,6 +44,7 @@ def check_sampling(sampler:str='ddim', # a key of `mdaug.samplers.SAMPLERS`
     if exists(count): check_number('the number of images to generate', count, 0, lo_open=True)
     check_number('eta', eta, 0, 1, hint='0 is deterministic DDIM, 1 is as noisy as DDPM')
     if exists(guidance_scale): check_number('guidance_scale', guidance_scale, 0, 100, hint='1 is no guidance, 2 to 4 is usual')
+    check_number('strength', strength, 0, 1, lo_open=True, hint="1 starts from noise; 0.25 to 0.5 keeps the source image's structure")
     if eta and sampler != 'ddim': raise ValueError(f"eta={eta} only applies to the ddim sampler: use --sampler ddim or eta 0")
 
 # %% ../nbs/08_generate.ipynb #94c0a52a
@@ -149,6 +153,8 @@ class MDaugPipeline(DiffusionPipeline):
                  eta:float=0., # DDIM noise (0: deterministic)
                  generator=None, # a `torch.Generator` (or one per image) for the noise
                  latents:torch.Tensor|None=None, # starting noise `(B, C, h, w)`; None: drawn from `generator`
+                 image=None, # source images to make variations of: `(B, C, H, W)` in [-1, 1] or PIL images; None: from noise
+                 strength:float=1., # how far `image` is noised before it is denoised again (1: it is ignored)
                  height:int|None=None, width:int|None=None, # image size in pixels; None: the training size
                  output_type:str='pil', # 'pil', 'np' (B, H, W, C in [0, 1]), 'pt' (B, C, H, W in [0, 1]) or 'latent'
                  return_dict:bool=True, # an `ImagePipelineOutput`, else a tuple
@@ -156,7 +162,7 @@ class MDaugPipeline(DiffusionPipeline):
                  progress:bool=True): # show the sampler's progress bar
         "Sample images: noise -> our sampler on the UNet -> the VQ-VAE decoder."
         if output_type not in ('pil', 'np', 'pt', 'latent'): raise ValueError(f"output_type={output_type!r}: use 'pil', 'np', 'pt' or 'latent'")
-        check_sampling(sampler, num_inference_steps, eta=eta, guidance_scale=guidance_scale)
+        check_sampling(sampler, num_inference_steps, eta=eta, guidance_scale=guidance_scale, strength=strength)
         T = self.scheduler.config.num_train_timesteps
         if num_inference_steps > T: raise ValueError(f"num_inference_steps={num_inference_steps} is more than the {T} steps the model was trained with: choose at most {T}")
         kw = self.sampler_kwargs(sampler, eta)
@@ -170,6 +176,11 @@ class MDaugPipeline(DiffusionPipeline):
         shape = self.latent_shape(B, height, width)
         if latents is None: latents = randn_tensor(shape, generator=generator, device=dev, dtype=torch.float32)
         elif tuple(latents.shape) != shape: raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
+        if exists(image):
+            init = self.encode(image)
+            if tuple(init.shape) != shape: raise ValueError(f"{len(init)} source image(s) for {B} image(s) to make: pass one source image per label")
+            kw.update(strength=strength, init=init.to(dev))
+        elif strength < 1: raise ValueError(f"strength={strength} makes variations of source images: pass image= (or strength=1)")
         step_gen = generator[0] if isinstance(generator, (list, tuple)) else generator
         z = SAMPLERS[sampler](self.unet, latents.to(dev, torch.float32), self.scheduler.alphas_cumprod.to(dev), steps=num_inference_steps,
                               class_labels=lab, guidance_scale=guidance_scale, generator=step_gen, callback=callback, disable=not progress, **kw)
@@ -181,6 +192,21 @@ class MDaugPipeline(DiffusionPipeline):
             if output_type != 'pt': images = images.permute(0, 2, 3, 1).numpy()
             if output_type == 'pil': images = self.numpy_to_pil(images)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+# %% ../nbs/08_generate.ipynb #f4c0a6ac
+@patch
+@torch.no_grad()
+def encode(self:MDaugPipeline, images # a batch `(B, C, H, W)` in [-1, 1], or a list of PIL images
+          ) -> torch.Tensor:
+    "Scaled latents of real images, the inverse of `decode`: where an image-to-image variation starts."
+    x = images if torch.is_tensor(images) else torch.stack([image_to_tensor(im, self.channels) for im in images])
+    C, H, W = x.shape[1:]
+    if C != self.channels or H != self.image_size or W % self.image_size:
+        raise ValueError(f"source images are {W}x{H} with {C} channel(s) but the model makes {self.image_size}x{self.image_size} with "
+                         f"{self.channels}: prepare them first (`mdaug prep SRC --out DIR --image-size {self.image_size} "
+                         f"--channels {self.channels}`)")
+    v = self.vqvae
+    return v.encode(x.to(v.device, v.dtype)).latents.float() * v.config.scaling_factor
 
 # %% ../nbs/08_generate.ipynb #5634fc06
 def model_id(pipe # an `MDaugPipeline`
@@ -283,7 +309,7 @@ def export_model(model, # a model folder (or a run folder holding `model/`)
 # %% ../nbs/08_generate.ipynb #bdee0ca3
 MARKER = 'generation.json' # written into every folder that `generate` or `augment` owns
 JOURNAL = '.journal.json' # the batch being written: its files are named here before the first one is written
-COLUMNS = ['file', 'class', 'subject', 'generated', 'source', 'label', 'sampler', 'steps', 'eta', 'guidance_scale', 'seed',
+COLUMNS = ['file', 'class', 'subject', 'generated', 'source', 'label', 'sampler', 'steps', 'eta', 'guidance_scale', 'strength', 'seed',
            'index', 'batch_labels', 'batch_size', 'height', 'width', 'dtype', 'device', 'model_sha256']
 _GEN_RE = re.compile(r'^gen_(\d+)_(\d+)\.png$')
 _TMP_RE = re.compile(r'^\.gen_\d+_\d+\.png\.\w+\.tmp$')  # `atomic_write`'s temporary name for one of our PNGs
@@ -371,13 +397,22 @@ def next_seed(rows:list[dict], # rows of the folder
     return seed
 
 # %% ../nbs/08_generate.ipynb #d2bb964a
+def load_sources(files:list, # image files (already at the model's size)
+                 channels:int=3 # the model's channels
+                ) -> torch.Tensor:
+    "The source images of a batch of variations as `(B, C, H, W)` in [-1, 1]."
+    from PIL import Image
+    return torch.stack([image_to_tensor(Image.open(f), channels) for f in files])
+
 def write_rows(pipe, # an `MDaugPipeline`
                out, # the claimed folder
                rows:list[dict], # its rows (extended in place)
                labels:list, # the batch's class indices (None each: unconditional)
                ims:list, # the PIL images the pipeline made for them
                seed:int, # the batch's seed
-               sampler:str='ddim', steps:int=50, eta:float=0., guidance_scale:float=2. # the settings that made them
+               sampler:str='ddim', steps:int=50, eta:float=0., guidance_scale:float=2., # the settings that made them
+               sources:list|None=None, # for variations: the (file, subject) each image was made from
+               strength:float=1. # for variations: how far the sources were noised
               ) -> list[dict]:
     "Write one sampled batch: its PNGs, then its metadata rows (everything `regenerate` needs). Returns the new rows."
     out, batch, cond = Path(out), [], labels[0] is not None
@@ -389,8 +424,9 @@ def write_rows(pipe, # an `MDaugPipeline`
     save_json(dict(seed=seed, files=rels), out/JOURNAL)  # before the first file: a rerun may delete exactly these
     for i, (lab, im, rel) in enumerate(zip(labels, ims, rels)):
         with atomic_write(out/rel, 'wb') as f: im.save(f, format='PNG')
-        batch.append({'file': rel, 'class': cls[i], 'subject': 'generated', 'generated': 1, 'label': lab if cond else '', 'sampler': sampler,
-                      'steps': steps, 'eta': eta, 'guidance_scale': g, 'seed': seed, 'index': i,
+        src, subject = sources[i] if sources else ('', 'generated')  # a variation is its source subject's: splits keep them together
+        batch.append({'file': rel, 'class': cls[i], 'subject': subject, 'generated': 1, 'source': str(src), 'label': lab if cond else '',
+                      'sampler': sampler, 'steps': steps, 'eta': eta, 'guidance_scale': g, 'strength': strength, 'seed': seed, 'index': i,
                       'batch_labels': ' '.join(map(str, labels)) if cond else '', 'batch_size': len(labels), 'height': im.height,
                       'width': im.width, 'dtype': str(pipe.unet.dtype).removeprefix('torch.'), 'device': pipe.device.type,
                       'model_sha256': model_id(pipe)})
@@ -406,7 +442,9 @@ def write_batches(pipe, # an `MDaugPipeline`
                   sampler:str='ddim', steps:int=50, eta:float=0., guidance_scale:float=2., # sampling settings
                   batch_size:int=16, # images per sampler call
                   width:int|None=None, # image width in pixels (None: the training size)
-                  progress:bool=True # show a progress bar
+                  progress:bool=True, # show a progress bar
+                  sources:list|None=None, # variations: one (file, subject) per job, the real image it starts from
+                  strength:float=1. # variations: how far each source is noised (1: from pure noise)
                  ) -> list[dict]:
     "Generate one image per job in batches; write each batch's PNGs, then its rows. Returns the new rows."
     new = []
@@ -414,9 +452,11 @@ def write_batches(pipe, # an `MDaugPipeline`
     bar = tqdm(total=len(jobs), disable=not progress, desc='generate', unit='img')
     for b in range(0, len(jobs), batch_size):
         labels, s = jobs[b:b + batch_size], seed + b // batch_size
+        src = sources[b:b + batch_size] if sources else None
+        img = load_sources([f for f, _ in src], pipe.channels) if src else None
         ims = pipe(labels if labels[0] is not None else None, batch_size=len(labels), num_inference_steps=steps, guidance_scale=g, sampler=sampler,
-                   eta=eta, generator=torch.Generator().manual_seed(s), width=width, progress=False).images
-        new.extend(write_rows(pipe, out, rows, labels, ims, s, sampler, steps, eta, g))
+                   eta=eta, generator=torch.Generator().manual_seed(s), width=width, image=img, strength=strength, progress=False).images
+        new.extend(write_rows(pipe, out, rows, labels, ims, s, sampler, steps, eta, g, src, strength))
         bar.update(len(labels))
     bar.close()
     return new
@@ -425,6 +465,18 @@ def write_batches(pipe, # an `MDaugPipeline`
 def _names(classes) -> list|None:
     if classes is None: return None
     return [c.strip() for c in classes.split(',') if c.strip()] if isinstance(classes, str) else list(classes)
+
+def check_source(pipe, # an `MDaugPipeline`
+                 path, # a source image for a variation
+                 folder=None # its folder, for the advice
+                ):
+    "Refuse a source image the model cannot start from (another size or channel count), saying how to prepare it."
+    from mdaug.data import open_image
+    im, _ = open_image(path, min_size=1)
+    s, c = pipe.image_size, pipe.channels
+    if im.size != (s, s) or len(im.getbands()) != c:
+        raise ValueError(f"{path} is {im.size[0]}x{im.size[1]} with {len(im.getbands())} channel(s) but the model makes {s}x{s} with {c}: "
+                         f"prepare the images first (`mdaug prep {folder or Path(path).parent} --out PREPARED --image-size {s} --channels {c}`)")
 
 def generate(model:str|None=None, # a model folder (from `mdaug fit` or `train_ldm`); omitted: the shipped model
              out:str='runs/generated', # output folder: <class>/gen_<seed>_<i>.png plus metadata.csv
@@ -437,21 +489,25 @@ def generate(model:str|None=None, # a model folder (from `mdaug fit` or `train_l
              seed:int|None=None, # seed of the first batch; None: the next unused one in `out` (0 in a new folder)
              batch_size:int=16, # images per sampler call
              width:int|None=None, # image width in pixels, a multiple of the training size for longer spectrograms; None: square
+             source:str|None=None, # a folder of real images (class folders): make `per_image` variations of each instead
+             strength:float=0.4, # variations: how far each source is noised before it is denoised (1: only its class is kept)
+             per_image:int=4, # variations of each source image
              device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
              dtype:str|None=None, # 'float32' (default), 'bfloat16' or 'float16' (GPU only)
              channels_last:bool=False, # NHWC weights (see lesson 05's fast path)
              compile:bool=False, # torch.compile the UNet
              progress:bool=True # show a progress bar
             ) -> Path:
-    "Generate `per_class` spectrograms of each class into `out`, one metadata row per file; returns `out`."
-    check_sampling(sampler, steps, batch_size, per_class, eta, guidance_scale)
-    check_number('per_class', per_class, 1, 10**7, integer=True)
+    "Generate `per_class` spectrograms of each class (or `per_image` variations of each image in `source`) into `out`; returns `out`."
+    check_sampling(sampler, steps, batch_size, per_class, eta, guidance_scale, strength if exists(source) else 1.)
+    check_number('per_class', per_class, 1, 10**7, integer=True); check_number('per_image', per_image, 1, 10**5, integer=True)
     if exists(seed): check_number('seed', seed, 0, 2**63 - 1, integer=True)
     if exists(width): check_number('width', width, 1, integer=True)
     pipe = load_pipeline(model, device, dtype, channels_last, compile)
     pipe.latent_shape(min(batch_size, per_class), None, width)  # a size the model cannot make is refused before the folder is touched
-    names = _names(classes)
-    if pipe.conditional: jobs = [i for i in pipe.label_ids(default(names, pipe.classes)) for _ in range(per_class)]
+    names, sources = _names(classes), None
+    if exists(source): jobs, sources = variation_jobs(pipe, source, per_image, names)
+    elif pipe.conditional: jobs = [i for i in pipe.label_ids(default(names, pipe.classes)) for _ in range(per_class)]
     elif names: raise ValueError(f"this model was trained without classes, so classes={classes!r} cannot be chosen: leave it out")
     else: jobs = [None] * per_class
     with folder_lock(out, 'mdaug generate'):
@@ -459,7 +515,7 @@ def generate(model:str|None=None, # a model folder (from `mdaug fit` or `train_l
         first = next_seed(rows, seed)
         mark(out, status='partial', requested=len(jobs), started=time.strftime('%Y-%m-%d %H:%M:%S'))
         new = write_batches(pipe, out, rows, jobs, first, sampler, default(steps, get_profile().sample_steps), eta,
-                            guidance_scale, batch_size, width, progress)
+                            guidance_scale, batch_size, None if sources else width, progress, sources, strength if sources else 1.)
         if pipe.conditional: save_json({c: i for i, c in enumerate(pipe.classes)}, Path(out)/'classes.json')
         mark(out, status='complete', images=len(rows), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     if progress: print(f"{len(new)} spectrograms written to {out} ({len(rows)} in all)")
@@ -474,10 +530,36 @@ def regenerate(row:dict, # a metadata row written by `generate` or `augment`
     if row.get('model_sha256') != model_id(pipe):
         raise ValueError(f"this row was written by model {row.get('model_sha256')}, not by {model_id(pipe)}: pass the model that wrote it")
     labels = [int(v) for v in row['batch_labels'].split()] or None
+    strength, img = float(row.get('strength') or 1.), None
+    if strength < 1:  # a variation: its source in every place of the batch (the others' outputs are not used)
+        if not Path(row['source']).is_file(): raise FileNotFoundError(f"the source image {row['source']} of this variation is gone")
+        img = load_sources([row['source']] * int(row['batch_size']), pipe.channels)
     ims = pipe(labels, batch_size=int(row['batch_size']), num_inference_steps=int(row['steps']), guidance_scale=float(row['guidance_scale']),
                sampler=row['sampler'], eta=float(row['eta']), generator=torch.Generator().manual_seed(int(row['seed'])),
-               height=int(row['height']), width=int(row['width']), progress=False).images
+               height=int(row['height']), width=int(row['width']), image=img, strength=strength, progress=False).images
     return ims[int(row['index'])]
+
+# %% ../nbs/08_generate.ipynb #8113629a
+def variation_jobs(pipe, # an `MDaugPipeline`
+                   source, # a folder of real images (class folders, or flat for an unconditional model)
+                   per_image:int=4, # variations of each image
+                   classes:list|None=None # only these classes; None: all of the folder's
+                  ) -> tuple[list, list]:
+    "One class index per variation to make, and its source (file, subject): every source image `per_image` times."
+    from mdaug.data import SpectrogramDataset, BadImageError
+    real = SpectrogramDataset(source, channels=pipe.channels)
+    unknown = [c for c in real.classes if c not in pipe.classes]
+    if unknown: raise ValueError(f"{source} has class(es) {unknown} that the model does not know (it knows {pipe.classes})")
+    jobs, sources = [], []
+    for f, lab, subj in zip(real.files, real.labels, real.subjects):
+        c = real.classes[lab] if real.classes else None
+        if classes and c not in classes: continue
+        try: check_source(pipe, Path(source)/f, source)
+        except BadImageError as e: print(f"skipped {f}: {e}"); continue
+        k = pipe.classes.index(c) if c is not None else None
+        jobs += [k] * per_image; sources += [((Path(source)/f).resolve(), subj or Path(f).stem)] * per_image
+    if not jobs: raise ValueError(f"no source images to vary in {source}" + (f" for classes {classes}" if classes else ''))
+    return jobs, sources
 
 # %% ../nbs/08_generate.ipynb #15afbb95
 def sample_classes(pipe, # an `MDaugPipeline`
@@ -530,6 +612,7 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
             steps:int|None=None, # sampler steps; None: the run profile's
             eta:float=0., # DDIM noise (ddim only)
             guidance_scale:float=2., # classifier-free guidance (1: none)
+            strength:float=1., # below 1: each generated image is a variation of one of its class's real images (spread evenly)
             seed:int|None=None, # seed of the first batch; None: the next unused one
             batch_size:int=16, # images per sampler call
             device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
@@ -542,7 +625,7 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
     from mdaug.data import SpectrogramDataset, open_image, BadImageError, canonical_path
     if (per_class is None) == (ratio is None):
         raise ValueError("pass exactly one of per_class (fill every class up to this many images) or ratio (generated images per real image)")
-    check_sampling(sampler, steps, batch_size, per_class if exists(per_class) else ratio, eta, guidance_scale)
+    check_sampling(sampler, steps, batch_size, per_class if exists(per_class) else ratio, eta, guidance_scale, strength)
     if exists(per_class): check_number('per_class', per_class, 1, 10**7, integer=True)
     else: check_number('ratio', ratio, 0, 1000, lo_open=True)
     if exists(seed): check_number('seed', seed, 0, 2**63 - 1, integer=True)
@@ -555,6 +638,8 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
     if clash: raise ValueError(f"{len(clash)} real file(s) such as {clash[0]} are named like generated ones (gen_<seed>_<i>.png): rename them first")
     pipe = load_pipeline(model, device, dtype, channels_last, compile)
     pipe.latent_shape(batch_size)
+    for f in (real.files if strength < 1 else []):  # variations start from the real images: they must be the model's size
+        with contextlib.suppress(BadImageError): check_source(pipe, data/f, data)
     if real.classes and not pipe.conditional: raise ValueError(f"{data} has classes but the model was trained without them: use a class-conditional model")
     if not real.classes and pipe.conditional: raise ValueError(f"{data} is a flat folder but the model is class-conditional: arrange the images in class folders")
     unknown = [c for c in real.classes if c not in pipe.classes]
@@ -574,13 +659,18 @@ def augment(data:str, # the real dataset: a folder of class folders (or a flat f
                            'source': str((data/f).resolve())})
         if copied or not (out/'metadata.csv').is_file(): append_rows(out, copied); rows.extend(copied)
         if real.classes: save_json({c: i for i, c in enumerate(real.classes)}, out/'classes.json')
-        counts, jobs = class_counts(rows), []
+        counts, jobs, srcs = class_counts(rows), [], []
+        used = Counter(r.get('source') for r in rows if str(r['generated']) == '1')
         for c in (real.classes or ['']):
             n_real, n_gen = counts.get(c, (0, 0))
-            need = per_class - n_real - n_gen if exists(per_class) else round(ratio * n_real) - n_gen
-            jobs += [pipe.classes.index(c) if c else None] * max(need, 0)
+            need = max(per_class - n_real - n_gen if exists(per_class) else round(ratio * n_real) - n_gen, 0)
+            jobs += [pipe.classes.index(c) if c else None] * need
+            if strength < 1 and need:  # variations: the real images of the class in turn, those with the fewest first
+                pool = sorted(((r['source'], r['subject'] or Path(r['file']).stem) for r in rows
+                               if str(r['generated']) == '0' and r['class'] == c), key=lambda p: used[p[0]])
+                srcs += [pool[i % len(pool)] for i in range(need)]
         write_batches(pipe, out, rows, jobs, next_seed(rows, seed), sampler, default(steps, get_profile().sample_steps), eta,
-                      guidance_scale, batch_size, None, progress)
+                      guidance_scale, batch_size, None, progress, srcs or None, strength)
         mark(out, status='complete', images=len(rows), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     if bad: print(f"skipped {len(bad)} unreadable real image(s), not copied:\n  " + '\n  '.join(bad))
     if progress: print(augment_summary(out))

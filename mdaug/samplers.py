@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from .core import exists
+from .schedules import add_noise
 
 # %% auto #0
-__all__ = ['SPACINGS', 'PREDICTION_TYPES', 'SAMPLERS', 'sampling_timesteps', 'model_fn', 'ddpm_sample', 'ddim_sample',
-           'plms_sample', 'dpm_timesteps', 'dpmpp_2m_sample']
+__all__ = ['SPACINGS', 'PREDICTION_TYPES', 'SAMPLERS', 'sampling_timesteps', 'model_fn', 'img2img_timesteps', 'img2img_start',
+           'ddpm_sample', 'ddim_sample', 'plms_sample', 'dpm_timesteps', 'dpmpp_2m_sample']
 
 # %% ../nbs/06_samplers.ipynb #1ca2241e
 SPACINGS = ('leading', 'trailing', 'linspace')
@@ -100,10 +101,50 @@ def _check(alphas_cumprod, prediction_type):
         raise ValueError(f"alphas_cumprod must be a 1-D tensor (T,) such as mdaug.schedules.make_alphas_cumprod(), got {getattr(alphas_cumprod, 'shape', type(alphas_cumprod))}")
     if prediction_type not in PREDICTION_TYPES: raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
 
+# %% ../nbs/06_samplers.ipynb #63596fcf
+def _enough(n, strength):
+    "The smallest strength (in thousandths) that runs a step of `n`, and the fewest steps that run one at `strength`."
+    hint = f"strength >= {next(k / 1000 for k in range(math.ceil(1000 / n), 1001) if int(n * (k / 1000)) >= 1)}"
+    if strength < 1e-15: return hint
+    m = math.ceil(1 / strength)
+    return hint + f" or steps >= {m + (int(m * strength) < 1)}"
+
+def img2img_timesteps(timesteps:list[int], # a sampler's timesteps, noisiest first
+                      strength:float=1. # in (0, 1]: the fraction of them that runs
+                     ) -> list[int]:
+    "The last min(int(n * strength), n) of the n `timesteps`: the ones that run, as diffusers' img2img `get_timesteps`."
+    if not 0 < strength <= 1: raise ValueError(f"strength must be in (0, 1] (1: start from pure noise), got {strength}")
+    n = len(timesteps); kept = min(int(n * strength), n)
+    if kept < 1: raise ValueError(f"strength={strength} leaves none of the {n} steps to run "
+                                  f"(int({n} * {strength}) = 0): use {_enough(n, strength)}")
+    return timesteps[n - kept:]
+
+def img2img_start(x:torch.Tensor, # the sampler's noise (B, C, H, W)
+                  timesteps:list[int], # the sampler's timesteps, noisiest first
+                  alphas_cumprod:torch.Tensor, # (T,) alpha-bar of the training schedule
+                  init:torch.Tensor|None=None, # clean (scaled) latents shaped like `x`; None: start from `x` itself
+                  strength:float=1. # in (0, 1]; below 1 needs `init`
+                 ) -> tuple[list[int], torch.Tensor]:
+    "The timesteps to run and the x_t to start from: `init` noised with `x` at the first of them (SDEdit)."
+    if init is None and 0 < strength < 1:
+        raise ValueError(f"strength={strength} needs `init`, the clean latents to start from (shaped like x, "
+                         f"{tuple(x.shape)}); without init use strength=1")
+    ts = img2img_timesteps(timesteps, strength)
+    if init is None: return ts, x
+    if not isinstance(init, torch.Tensor):
+        raise ValueError(f"init must be a tensor of clean latents shaped like x {tuple(x.shape)}, "
+                         f"got {type(init).__name__}")
+    if init.shape != x.shape:
+        raise ValueError(f"init has shape {tuple(init.shape)} but x has {tuple(x.shape)}: pass one clean latent per "
+                         f"noise sample (init.expand_as(x) repeats a single one)")
+    if init.device != x.device:
+        raise ValueError(f"init is on {init.device} but x on {x.device}: put both on one device")
+    return ts, add_noise(init.to(x.dtype), x, ts[0], alphas_cumprod)
+
 # %% ../nbs/06_samplers.ipynb #9d6caffb
 @torch.no_grad()
 def ddpm_sample(model, # called as model(x, t, class_labels) -> prediction (a diffusers UNet works too)
-                x:torch.Tensor, # starting noise x_T (B, C, H, W); sets device and dtype of the computation
+                x:torch.Tensor, # noise x_T (B, C, H, W), added to `init` when given; sets device and dtype
                 alphas_cumprod:torch.Tensor, # (T,) alpha-bar of the training schedule, on any device
                 steps:int=1000, # sampling steps (1000 = every training timestep)
                 class_labels=None, # (B,) class indices, an int, or None
@@ -117,12 +158,15 @@ def ddpm_sample(model, # called as model(x, t, class_labels) -> prediction (a di
                 variance_type:str='fixed_small', # 'fixed_small' (posterior variance) or 'fixed_large' (beta)
                 clip_sample:bool=False, # clamp predicted x0 to [-clip_sample_range, clip_sample_range] (pixels; not for latents)
                 clip_sample_range:float=1., # the clamp bound
-                null_class:int|None=None # null class index for guidance; None: from the model
+                null_class:int|None=None, # null class index for guidance; None: from the model
+                init:torch.Tensor|None=None, # clean (scaled) latents like `x` to start from; None: pure noise
+                strength:float=1. # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
                ) -> torch.Tensor:
     "Ancestral DDPM sampling (Ho et al. 2020), step for step as diffusers' DDPMScheduler."
     _check(alphas_cumprod, prediction_type)
     if variance_type not in ('fixed_small', 'fixed_large'): raise ValueError(f"variance_type must be 'fixed_small' or 'fixed_large', got {variance_type!r}")
     ts = sampling_timesteps(steps, len(alphas_cumprod), timestep_spacing, steps_offset)
+    ts, x = img2img_start(x, ts, alphas_cumprod, init, strength)
     abs_ = _alpha_bars(alphas_cumprod, ts); abs_prev = abs_[1:] + [1.]
     f = model_fn(model, x, ts, class_labels, guidance_scale, null_class)
     for i in tqdm(range(len(ts)), disable=disable):
@@ -140,7 +184,7 @@ def ddpm_sample(model, # called as model(x, t, class_labels) -> prediction (a di
 # %% ../nbs/06_samplers.ipynb #c851b217
 @torch.no_grad()
 def ddim_sample(model, # called as model(x, t, class_labels) -> prediction (a diffusers UNet works too)
-                x:torch.Tensor, # starting noise x_T (B, C, H, W); sets device and dtype of the computation
+                x:torch.Tensor, # noise x_T (B, C, H, W), added to `init` when given; sets device and dtype
                 alphas_cumprod:torch.Tensor, # (T,) alpha-bar of the training schedule, on any device
                 steps:int=50, # sampling steps
                 eta:float=0., # 0: deterministic DDIM; 1: DDPM-like noise
@@ -155,11 +199,14 @@ def ddim_sample(model, # called as model(x, t, class_labels) -> prediction (a di
                 set_alpha_to_one:bool=True, # alpha-bar after the last step: 1 (True) or alphas_cumprod[0]
                 clip_sample:bool=False, # clamp predicted x0 (pixels; not for latents)
                 clip_sample_range:float=1., # the clamp bound
-                null_class:int|None=None # null class index for guidance; None: from the model
+                null_class:int|None=None, # null class index for guidance; None: from the model
+                init:torch.Tensor|None=None, # clean (scaled) latents like `x` to start from; None: pure noise
+                strength:float=1. # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
                ) -> torch.Tensor:
     "DDIM sampling (Song et al. 2021), step for step as diffusers' DDIMScheduler."
     _check(alphas_cumprod, prediction_type)
     ts = sampling_timesteps(steps, len(alphas_cumprod), timestep_spacing, steps_offset)
+    ts, x = img2img_start(x, ts, alphas_cumprod, init, strength)
     abs_ = _alpha_bars(alphas_cumprod, ts + [0])
     abs_prev = abs_[1:-1] + [1. if set_alpha_to_one else abs_[-1]]
     f = model_fn(model, x, ts, class_labels, guidance_scale, null_class)
@@ -176,7 +223,7 @@ def ddim_sample(model, # called as model(x, t, class_labels) -> prediction (a di
 # %% ../nbs/06_samplers.ipynb #bb5a1db5
 @torch.no_grad()
 def plms_sample(model, # called as model(x, t, class_labels) -> prediction (a diffusers UNet works too)
-                x:torch.Tensor, # starting noise x_T (B, C, H, W); sets device and dtype of the computation
+                x:torch.Tensor, # noise x_T (B, C, H, W), added to `init` when given; sets device and dtype
                 alphas_cumprod:torch.Tensor, # (T,) alpha-bar of the training schedule, on any device
                 steps:int=50, # sampling steps (steps + 1 model calls)
                 class_labels=None, # (B,) class indices, an int, or None
@@ -188,11 +235,14 @@ def plms_sample(model, # called as model(x, t, class_labels) -> prediction (a di
                 prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
                 steps_offset:int=0, # added to 'leading' timesteps (CompVis LDM uses 1)
                 set_alpha_to_one:bool=True, # alpha-bar after the last step: 1 (True) or alphas_cumprod[0] (False: LDM, PNDM)
-                null_class:int|None=None # null class index for guidance; None: from the model
+                null_class:int|None=None, # null class index for guidance; None: from the model
+                init:torch.Tensor|None=None, # clean (scaled) latents like `x` to start from; None: pure noise
+                strength:float=1. # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
                ) -> torch.Tensor:
     "PLMS sampling (Liu et al. 2022) with the pseudo improved Euler first step of CompVis latent-diffusion."
     _check(alphas_cumprod, prediction_type)
     ts = sampling_timesteps(steps, len(alphas_cumprod), timestep_spacing, steps_offset)
+    ts, x = img2img_start(x, ts, alphas_cumprod, init, strength)
     abs_ = _alpha_bars(alphas_cumprod, ts + [0])
     abs_prev = abs_[1:-1] + [1. if set_alpha_to_one else abs_[-1]]
     f = model_fn(model, x, ts, class_labels, guidance_scale, null_class)
@@ -230,7 +280,7 @@ def dpm_timesteps(steps:int, # sampling steps
 # %% ../nbs/06_samplers.ipynb #b7af627c
 @torch.no_grad()
 def dpmpp_2m_sample(model, # called as model(x, t, class_labels) -> prediction (a diffusers UNet works too)
-                    x:torch.Tensor, # starting noise x_T (B, C, H, W); sets device and dtype of the computation
+                    x:torch.Tensor, # noise x_T (B, C, H, W), added to `init` when given; sets device and dtype
                     alphas_cumprod:torch.Tensor, # (T,) alpha-bar of the training schedule, on any device
                     steps:int=50, # sampling steps (20 is usually enough)
                     class_labels=None, # (B,) class indices, an int, or None
@@ -241,11 +291,14 @@ def dpmpp_2m_sample(model, # called as model(x, t, class_labels) -> prediction (
                     timestep_spacing:str='linspace', # 'linspace' (diffusers' default here), 'leading' or 'trailing'
                     prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
                     steps_offset:int=0, # added to 'leading' timesteps
-                    null_class:int|None=None # null class index for guidance; None: from the model
+                    null_class:int|None=None, # null class index for guidance; None: from the model
+                    init:torch.Tensor|None=None, # clean (scaled) latents like `x` to start from; None: pure noise
+                    strength:float=1. # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
                    ) -> torch.Tensor:
     "DPM-Solver++(2M) (Lu et al. 2022), as diffusers' DPMSolverMultistepScheduler(algorithm_type='dpmsolver++', solver_order=2)."
     _check(alphas_cumprod, prediction_type)
     ts = dpm_timesteps(steps, len(alphas_cumprod), timestep_spacing, steps_offset)
+    ts, x = img2img_start(x, ts, alphas_cumprod, init, strength)
     abs_ = _alpha_bars(alphas_cumprod, ts)
     alpha, sigma = [math.sqrt(a) for a in abs_], [math.sqrt(1 - a) for a in abs_]
     lam = [math.log(a) - math.log(s) for a, s in zip(alpha, sigma)]
