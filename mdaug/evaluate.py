@@ -25,8 +25,9 @@ __all__ = ['FEATURE_REASONS', 'BENCH_PRESETS', 'BENCH_LEGACY', 'ARMS', 'Images',
            'predict', 'features', 'confusion', 'accuracy', 'plot_confusions', 'frechet_distance', 'mmd2', 'kid',
            'knn_radii', 'prdc', 'nearest_streamed', 'memorisation', 'plot_memorisation', 'closest_pairs', 'vq_ceiling',
            'match_counts', 'quality', 'inception_fid', 'evaluate', 'real_to_real', 'real_band', 'feature_filter',
-           'confidence_filter', 'combine', 'plot_feature_filter', 'sift_generated', 'BenchSettings', 'nested_subsets',
-           'benchmark', 'summarise', 'plot_accuracy', 'bench_report']
+           'confidence_filter', 'combine', 'feature_folds', 'merge_folds', 'cross_feature_filter',
+           'plot_feature_filter', 'sift_generated', 'BenchSettings', 'nested_subsets', 'benchmark', 'summarise',
+           'plot_accuracy', 'bench_report']
 
 # %% ../nbs/09_evaluate.ipynb #1b3a13f9
 @dataclass
@@ -582,26 +583,35 @@ def _evaluate_report(num:dict, settings:dict) -> str:
     if 'inception_fid' in num: lines += [f"Inception-v3 FID (natural-image features, for comparison with other papers): {num['inception_fid']['generated']:.2f}", ""]
     return '\n'.join(lines)
 
-# %% ../nbs/09_evaluate.ipynb #3045def3
+# %% ../nbs/09_evaluate.ipynb #848f9e33
 def real_to_real(real_feats:torch.Tensor, # features `(N, D)` of the real images
-                 real_labels:torch.Tensor # their classes `(N,)`
+                 real_labels:torch.Tensor, # their classes `(N,)`
+                 held_feats:torch.Tensor|None=None, # features of other real images; None: the real images themselves
+                 held_labels:torch.Tensor|None=None # their classes
                 ) -> torch.Tensor:
-    "Each real image's distance to the nearest *other* real image of its class (inf when it is its class's only one)."
-    d = torch.cdist(real_feats.double(), real_feats.double())
-    d.masked_fill_((real_labels[:, None] != real_labels[None]) | torch.eye(len(d), dtype=torch.bool), math.inf)
-    return d.min(1).values if len(d) else d.new_zeros(0)
+    "Distance of each `held` image (default: each real one) to the nearest *other* real image of its class (inf: none)."
+    own = held_feats is None
+    q, ql = (real_feats, real_labels) if own else (held_feats, held_labels)
+    d = torch.cdist(q.double(), real_feats.double())
+    mask = ql[:, None] != real_labels[None]
+    if own: mask |= torch.eye(len(d), dtype=torch.bool)
+    return d.masked_fill(mask, math.inf).min(1).values if d.shape[1] else d.new_full((len(d),), math.inf)
 
 def real_band(real_feats:torch.Tensor, # features `(N, D)` of the real images
               real_labels:torch.Tensor, # their classes `(N,)`
               n_classes:int, # number of classes
               low:float=0.05, # quantile of the lower cut; 0: no lower cut
-              high:float=0.95 # quantile of the upper cut; 1: no upper cut
+              high:float=0.95, # quantile of the upper cut; 1: no upper cut
+              held_feats:torch.Tensor|None=None, # features of real images of other subjects (see `real_to_real`)
+              held_labels:torch.Tensor|None=None # their classes
              ) -> torch.Tensor:
-    "Per class, the cuts `(classes, 2)`: quantiles `low` and `high` of its real images' `real_to_real` distances."
-    rr, band = real_to_real(real_feats, real_labels), torch.full((n_classes, 2), math.nan, dtype=torch.float64)
+    "Per class, the cuts `(classes, 2)`: quantiles `low` and `high` of its `real_to_real` distances (NaN: under two)."
+    rr = real_to_real(real_feats, real_labels, held_feats, held_labels)
+    ql = real_labels if held_labels is None else held_labels
+    band = torch.full((n_classes, 2), math.nan, dtype=torch.float64)
     for c in range(n_classes):
-        d = rr[real_labels == c]
-        if len(d) < 2: continue   # a class with fewer than two real images has no band (NaN): nothing is cut
+        d = rr[(ql == c) & rr.isfinite()]
+        if len(d) < 2: continue   # one distance is no band: nothing of this class is cut
         band[c, 0] = d.quantile(low) if low > 0 else 0.
         band[c, 1] = d.quantile(high) if high < 1 else math.inf
     return band
@@ -618,25 +628,29 @@ def feature_filter(gen_feats:torch.Tensor, # features `(M, D)` of the generated 
                    gen_labels:torch.Tensor, # the class each was generated for `(M,)`
                    real_feats:torch.Tensor, # features `(N, D)` of the real images
                    real_labels:torch.Tensor, # their classes `(N,)`
-                   low:float=0.05, # near copy: nearer its class's real images than this quantile of real-to-real
+                   low:float=0.05, # near copy: nearer a real image of its class than this quantile of the band
                    high:float=0.95, # outlier: farther than this quantile
                    other_class:bool=True, # also drop an image whose nearest real image is of another class
-                   n_classes:int|None=None # number of classes; None: the largest label + 1
+                   n_classes:int|None=None, # number of classes; None: the largest label + 1
+                   held_feats:torch.Tensor|None=None, # real images of other subjects: their distances make the band
+                   held_labels:torch.Tensor|None=None # their classes
                   ) -> dict:
     "Keep generated images whose distance to the nearest real image of their class lies in that class's real band."
-    n_classes = default(n_classes, lambda: int(torch.cat([gen_labels, real_labels]).max()) + 1)
-    band = real_band(real_feats, real_labels, n_classes, low, high)
+    labels = [gen_labels, real_labels] + ([] if held_labels is None else [held_labels])
+    n_classes = default(n_classes, lambda: int(torch.cat(labels).max()) + 1)
+    band = real_band(real_feats, real_labels, n_classes, low, high, held_feats, held_labels)
     d = torch.cdist(gen_feats.double(), real_feats.double())      # (M, N) Euclidean
     same = gen_labels[:, None] == real_labels[None]
     own = d.masked_fill(~same, math.inf).min(1).values            # to the nearest real image of its own class
     other = d.masked_fill(same, math.inf).min(1).values           # to the nearest real image of any other class
     lo, hi = band[gen_labels].unbind(1)                           # NaN (no band) never compares true
     reason = torch.zeros(len(gen_labels), dtype=torch.long)       # index into FEATURE_REASONS
-    if other_class: reason[other < own] = 3
+    if other_class: reason[(other < own) & own.isfinite()] = 3    # no real image of its class: nothing to judge by
     reason[own > hi] = 2
     reason[own < lo] = 1
     return _verdict(reason, gen_labels, n_classes, FEATURE_REASONS, dist=own, band=band,
-                    real_dist=real_to_real(real_feats, real_labels))
+                    real_dist=real_to_real(real_feats, real_labels, held_feats, held_labels),
+                    real_dist_labels=(real_labels if held_labels is None else held_labels).tolist())
 
 def confidence_filter(probs:torch.Tensor, # class probabilities `(M, classes)` from a classifier trained on real images
                       labels:torch.Tensor, # the class each image was generated for `(M,)`
@@ -656,16 +670,49 @@ def combine(**filters) -> dict: # name -> the verdict of a filter; all judged th
     both = _verdict(drop, labels, n_classes, ('kept', 'dropped'))
     return both | dict(counts={n: f['counts'] for n, f in filters.items()} | dict(combined=both['counts']))
 
-# %% ../nbs/09_evaluate.ipynb #b1a57873
+# %% ../nbs/09_evaluate.ipynb #e70c6748
+def feature_folds(real:Images, # the real images of the feature filter
+                  seed:int=0 # seed of the split
+                 ) -> list[list[int]]:
+    "Two subject-disjoint halves of `real` (indices): each trains one fold's classifier, the other half makes its band."
+    return [f for f in split_by_subject(real, 0.5, seed) if f]
+
+def merge_folds(*verdicts) -> dict: # the feature filter's verdicts of the same images, one per fold
+    "A near copy in any fold (a copy shows where its original is a reference); other drops only where every fold drops."
+    n, labels = len(verdicts[0]['labels']), torch.tensor(verdicts[0]['labels'], dtype=torch.long)
+    reason = torch.zeros(n, dtype=torch.long)
+    for i in range(n):
+        rs = [v['reason'][i] for v in verdicts]
+        if 'near copy' in rs: reason[i] = 1
+        elif 'kept' not in rs: reason[i] = 2 if 'outlier' in rs else 3
+    return _verdict(reason, labels, len(verdicts[0]['counts']['kept']), FEATURE_REASONS, folds=verdicts)
+
+def cross_feature_filter(folds:list, # per fold: (indices of `real`, a classifier trained on those images only)
+                         gen:Images, # generated images, labelled with the class each was generated for
+                         real:Images, # the real images
+                         **kw # `feature_filter`'s low, high, other_class
+                        ) -> dict:
+    "The feature filter cross-fitted: per fold, a classifier's training images are the references, the others the band."
+    vs = []
+    for idx, clf in folds:
+        rest = sorted(set(range(len(real))) - set(idx))
+        if not rest: continue   # nothing new to this fold's classifier: no band
+        f = lambda x: features(clf, x)
+        vs.append(feature_filter(f(gen.x), gen.y, f(real.x[idx]), real.y[idx], n_classes=len(real.classes),
+                                 held_feats=f(real.x[rest]), held_labels=real.y[rest], **kw))
+    if vs: return merge_folds(*vs)
+    return _verdict(torch.zeros(len(gen), dtype=torch.long), gen.y, len(real.classes), FEATURE_REASONS)
+
+# %% ../nbs/09_evaluate.ipynb #ec6e14f0
 def plot_feature_filter(v:dict, # the result of `feature_filter`
-                        real_labels:torch.Tensor, # the real images' classes, as given to it
                         classes:list, # class names in index order
                         title:str='' # a title
                        ):
     "Per class: the band between the two cuts, the real images' nearest-real distances, the generated ones by verdict."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(max(6, len(classes) + 2), 3.6))
-    gl, dist, rr = torch.tensor(v['labels']), v['dist'].float(), v['real_dist'].float()
+    gl, dist, rl = torch.tensor(v['labels']), v['dist'].float(), torch.tensor(v['real_dist_labels'])
+    rr = v['real_dist'].float()
     top = 1.05 * max([x for x in torch.cat([dist, rr]).tolist() if math.isfinite(x)] + [1e-9])   # inf: drawn at the top
     spread = lambda n: torch.linspace(-.12, .12, n) if n > 1 else torch.zeros(n)   # the points of a class side by side
     x = torch.zeros(len(gl))
@@ -674,13 +721,13 @@ def plot_feature_filter(v:dict, # the result of `feature_filter`
         if not math.isnan(lo):
             ax.fill_between([c - .4, c + .4], lo, min(hi, top), color='0.9', zorder=0)
             ax.hlines([lo, min(hi, top)], c - .4, c + .4, colors='k', lw=1, ls='--', label=None if c else 'cuts')
-        r = rr[real_labels == c].clamp(max=top)
-        ax.scatter(c - .2 + spread(len(r)), r, marker='_', s=60, c='k', label=None if c else 'real → nearest real')
+        r = rr[(rl == c) & rr.isfinite()]
+        ax.scatter(c - .2 + spread(len(r)), r, marker='_', s=60, c='k', label=None if c else 'real → nearest (band)')
         x[gl == c] = c + .2 + spread(int((gl == c).sum()))
     colours = {'kept': 'tab:green', 'near copy': 'tab:purple', 'outlier': 'tab:red', 'other class': 'tab:orange'}
     for reason, col in colours.items():
         m = torch.tensor([r == reason for r in v['reason']], dtype=torch.bool)
-        if m.any(): ax.scatter(x[m], dist[m].clamp(max=top), c=col, s=14, label=f'generated, {reason}: {int(m.sum())}')
+        if m.any(): ax.scatter(x[m], dist[m].clamp(max=top), c=col, s=14, label=f'{reason}: {int(m.sum())}')
     ax.set(xticks=range(len(classes)), xlim=(-.6, len(classes) - .4), ylim=(0, top * 1.02), xlabel='class',
            ylabel='distance to the nearest real\nimage of its class (features)',
            title=title or 'The feature filter keeps what lies in the real band')
@@ -688,19 +735,19 @@ def plot_feature_filter(v:dict, # the result of `feature_filter`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/09_evaluate.ipynb #d7b0271b
-def sift_generated(clf:SpecCNN, # a classifier trained on `real` only
+# %% ../nbs/09_evaluate.ipynb #f2274bca
+def sift_generated(clf:SpecCNN, # a classifier trained on `real` only: classifier sifting
                    gen:Images, # generated images, labelled with the class each was generated for
-                   real:Images, # the real images: the feature filter's references
+                   real:Images, # the real images
                    threshold:float=0.8, # classifier sifting: the confidence to keep
-                   low:float=0.05, # feature filter: the near-copy cut, a quantile of real-to-real distances (0: off)
+                   low:float=0.05, # feature filter: the near-copy cut, a quantile of the band (0: off)
                    high:float=0.95, # feature filter: the outlier cut (1: off)
-                   other_class:bool=True # feature filter: also drop images nearest a real image of another class
+                   other_class:bool=True, # feature filter: also drop images nearest a real image of another class
+                   folds:list|None=None # the feature filter's folds (see `cross_feature_filter`); None: no filter
                   ) -> dict:
-    "Classifier sifting and the feature filter in `clf`'s features, combined (see `combine`)."
+    "Classifier sifting and the cross-fitted feature filter, combined (see `combine`)."
     conf = confidence_filter(predict(clf, gen.x), gen.y, threshold)
-    fg, fr = features(clf, gen.x), features(clf, real.x)
-    feat = feature_filter(fg, gen.y, fr, real.y, low, high, other_class, len(real.classes))
+    feat = cross_feature_filter(folds or [], gen, real, low=low, high=high, other_class=other_class)
     return combine(classifier=conf, features=feat)
 
 # %% ../nbs/09_evaluate.ipynb #a90ce46d
@@ -930,8 +977,11 @@ def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:
                 key = f'{k}/{arm}/{seed}'
                 if key in arms: continue
                 if sifted and f'{k}/{seed}' not in sift:
-                    clf = train_classifier(real[k].x, real[k].y, len(allx.classes), cs, device=device, seed=seed)
-                    v = sift_generated(clf, gen, real[k], s.sift_threshold, s.filter_low, s.filter_high, s.filter_other_class)
+                    fit = lambda r: train_classifier(r.x, r.y, len(allx.classes), cs, device=device, seed=seed)
+                    off = (s.filter_low, s.filter_high, s.filter_other_class) == (0, 1, False)
+                    folds = None if off else [(i, fit(real[k].subset(i))) for i in feature_folds(real[k], seed)]
+                    v = sift_generated(fit(real[k]), gen, real[k], s.sift_threshold, s.filter_low, s.filter_high,
+                                       s.filter_other_class, folds)
                     sift[f'{k}/{seed}'], filt[f'{k}/{seed}'] = v['kept'], v['counts']; save()
                 g = gen.subset(sift[f'{k}/{seed}']) if sifted else gen
                 parts = ([real[k]] if use_real else []) + ([g] if use_gen else [])
@@ -1022,9 +1072,10 @@ def _filter_lines(summary:dict, s:dict) -> list:
     low, high, other = (s.get(k, v) for k, v in BENCH_LEGACY.items())   # a run begun before the filter: off
     n = s['gen_per_class'] * len(summary['reference']['confusion'])
     how = ("the feature filter was off (a run begun before it existed)" if low == 0 and high == 1 and not other else
-           f"the feature filter, in the same classifier's features, drops a generated image as a *near copy* when it is "
-           f"nearer a real image of its class than the {low * 100:g}th percentile of that class's real-to-nearest-real "
-           f"distances, as an *outlier* when it is farther than the {high * 100:g}th percentile"
+           f"the feature filter works in two folds, each a classifier trained on one subject-disjoint half of the size's real "
+           f"images, whose band is the other half's distances to that half (per class); it drops a generated image as a "
+           f"*near copy* when, in either fold, it is nearer a real image of its class than the band's {low * 100:g}th "
+           f"percentile, as an *outlier* when it is farther than the {high * 100:g}th percentile in both folds"
            + (", and as *other class* when its nearest real image is of another class" if other else ""))
     lines = ["## Filtering the generated images", "",
              f"Each filter judges all {n} generated images of a size: the classifier sift drops those the real-only "

@@ -6,16 +6,18 @@ import torch
 
 from mdaug.core import sample_data, save_json
 from mdaug.evaluate import (BENCH_LEGACY, FEATURE_REASONS, BenchSettings, _claim, combine, confidence_filter,
-                            feature_filter, load_images, real_band, sift_generated, split_by_subject, train_classifier)
+                            feature_filter, feature_folds, load_images, merge_folds, real_band, sift_generated,
+                            split_by_subject, train_classifier)
 
 
 @pytest.fixture(scope="module")
 def trained():
-    "The sample data at 32 px split by subject, and a small classifier trained on the training part."
+    "The sample data at 32 px split by subject, a small classifier of the training part, and one of each of its halves."
     real = load_images(sample_data(), 32, progress=False)
     tr, _ = split_by_subject(real, 1 / 3)
     train = real.subset(tr)
-    return train, train_classifier(train.x, train.y, len(train.classes), steps=30, input_size=32)
+    fit = lambda r: train_classifier(r.x, r.y, len(train.classes), steps=30, input_size=32)
+    return train, fit(train), [(i, fit(train.subset(i))) for i in feature_folds(train)]
 
 
 def line(points, c, dim=4):
@@ -26,13 +28,13 @@ def line(points, c, dim=4):
 
 
 def test_copy_is_a_near_copy_and_noise_an_outlier(trained):
-    train, clf = trained
+    train, clf, folds = trained
     first = [int((train.y == c).nonzero()[0]) for c in range(len(train.classes))]
     g = torch.Generator().manual_seed(0)
     noise = torch.rand(len(first), *train.x.shape[1:], generator=g) * 2 - 1
     gen = train.subset(first + first)                     # labels and names of two images per class
     gen.x = torch.cat([train.x[first], noise])            # an exact copy of a real image, and pure noise
-    v = sift_generated(clf, gen, train, 0.8)
+    v = sift_generated(clf, gen, train, 0.8, folds=folds)
     n, fv = len(first), v['counts']['features']
     assert fv['near copy'] == [1] * n and fv['outlier'] == [1] * n, fv   # each class's copy and noise image
     assert v['reason'] == ['dropped'] * 2 * n and v['kept'] == []
@@ -69,6 +71,20 @@ def test_other_class_and_a_class_without_band():
     assert v['reason'] == ['other class', 'kept']
     assert math.isnan(v['band'][1, 0])
     assert feature_filter(gen, lab, rf, rl, low=0., high=1., other_class=False)['reason'] == ['kept', 'kept']
+
+
+def test_band_of_held_images_and_merged_folds():
+    real0, y0 = line([0, 10], 0)                         # the references
+    held0, h0 = line([1, 2, 3, 4, 5], 0)                 # new subjects, 1 to 5 from the nearest reference
+    band = real_band(real0, y0, 1, 0.05, 0.95, held0, h0)
+    assert torch.allclose(band, torch.tensor([[1.2, 4.8]], dtype=torch.float64))
+    gen, lab = line([10.5, 13., 25.], 0)                 # near copy (.5), in the band (3), outlier (15)
+    v = feature_filter(gen, lab, real0, y0, held_feats=held0, held_labels=h0)
+    assert v['reason'] == ['near copy', 'kept', 'outlier']
+    w = dict(v, reason=['kept', 'outlier', 'other class'])   # a second fold's verdict
+    m = merge_folds(v, w)                                # near copy in any fold, dropped otherwise only by all
+    assert m['reason'] == ['near copy', 'kept', 'outlier'] and m['kept'] == [1]
+    assert m['counts'] == {'kept': [1], 'near copy': [1], 'outlier': [1], 'other class': [0]}
 
 
 def test_confidence_and_combine():
