@@ -124,7 +124,7 @@ COMMANDS = {
     'generate':    ('mdaug.generate:generate', ('model',), 'generate labelled spectrograms (or variations of real ones, --source) to files with metadata'),
     'augment':     ('mdaug.generate:augment', ('data', 'model'), 'write an augmented dataset: real and generated images side by side'),
     'evaluate':    ('mdaug.evaluate:evaluate', ('real', 'generated'), 'score generated spectrograms against real ones (FID/KID floor, precision/recall, memorisation)'),
-    'benchmark':   ('mdaug.evaluate:benchmark', ('data',), 'does generated data help a classifier? the augmentation benchmark (resumable)'),
+    'benchmark':   ('mdaug.experiments:benchmark', ('data',), 'does generated data help a classifier? the augmentation benchmark (resumable)'),
     'demo':        ('mdaug.cli:demo', (), 'the main job on the shipped data and model: generate, augment, grid and report'),
 }
 SKIP = ('on_step',) # Python-only parameters

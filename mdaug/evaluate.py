@@ -1,4 +1,4 @@
-"""Does generated data help a classifier? A reference classifier's feature space for FID and KID, manifold precision and recall, memorisation, the first stage's ceiling, and a benchmark that trains classifiers with and without generated spectrograms
+"""Does generated data help a classifier? A reference classifier's feature space for FID and KID, manifold precision and recall, memorisation, the first stage's ceiling, classic augmentation and the filters that the augmentation benchmark (lesson 12) builds on
 
 Docs: https://mdaug.github.io/mdaug/evaluate.html.md"""
 
@@ -20,14 +20,15 @@ from .core import (exists, default, default_device, get_profile, save_json, load
                         labelled_grid, check_fields, check_number, folder_lock)
 
 # %% auto #0
-__all__ = ['FEATURE_REASONS', 'BENCH_PRESETS', 'BENCH_LEGACY', 'ARMS', 'Images', 'shrink', 'load_images', 'split_by_subject',
-           'SpecCNN', 'save_classifier', 'load_classifier', 'classic_augment', 'ClassifierSettings', 'train_classifier',
-           'predict', 'features', 'confusion', 'accuracy', 'plot_confusions', 'frechet_distance', 'mmd2', 'kid',
-           'knn_radii', 'prdc', 'nearest_streamed', 'memorisation', 'plot_memorisation', 'closest_pairs', 'vq_ceiling',
-           'match_counts', 'quality', 'inception_fid', 'evaluate', 'real_to_real', 'real_band', 'feature_filter',
-           'confidence_filter', 'combine', 'feature_folds', 'merge_folds', 'cross_feature_filter',
-           'plot_feature_filter', 'sift_generated', 'BenchSettings', 'nested_subsets', 'benchmark', 'summarise',
-           'plot_accuracy', 'bench_report']
+__all__ = ['CLASSIC_OPS', 'CLASSIC_MAX', 'CLASSIC_DEFAULT', 'CLASSIC_GRID', 'FID_TARGET', 'KID_TARGET', 'CLASS_TARGET',
+           'FEATURE_REASONS', 'Images', 'shrink', 'load_images', 'split_by_subject', 'SpecCNN', 'save_classifier',
+           'load_classifier', 'classic_recipe', 'shift_images', 'classic_augment', 'ClassifierSettings',
+           'train_classifier', 'predict', 'features', 'confusion', 'accuracy', 'plot_confusions', 'recipe_label',
+           'tune_classic', 'frechet_distance', 'mmd2', 'kid', 'knn_radii', 'prdc', 'nearest_streamed', 'memorisation',
+           'plot_memorisation', 'closest_pairs', 'vq_ceiling', 'match_counts', 'pool_draws', 'pca_axes',
+           'percentile_ci', 'bootstrap_distances', 'quality', 'quality_lines', 'inception_fid', 'evaluate',
+           'real_to_real', 'real_band', 'feature_filter', 'confidence_filter', 'combine', 'feature_folds',
+           'merge_folds', 'cross_feature_filter', 'plot_feature_filter', 'sift_generated']
 
 # %% ../nbs/09_evaluate.ipynb #1b3a13f9
 @dataclass
@@ -152,30 +153,71 @@ def load_classifier(path, device=None) -> SpecCNN: # a folder from `save_classif
     return m.to(default(device, 'cpu')).eval()
 
 # %% ../nbs/09_evaluate.ipynb #25390386
+CLASSIC_OPS = dict(  # op -> its usual strength; `classic_augment` applies them in this order
+    time_roll=.5,      # circular shift in time by up to this fraction of the width: a gait started at another phase
+    time_shift=.25,    # shift in time by up to this fraction of the width, no wrap: filled in from the edge band
+    doppler_shift=.05, # shift in Doppler by up to this fraction of the height, no wrap: filled in from the edge band
+    mixup=.3,          # blend with another image of the batch, its weight drawn from [0, mixup]; labels blend alike
+    time_mask=.15,     # one time band of up to this fraction of the width set to the image's noise floor
+    doppler_mask=.1,   # one Doppler band of up to this fraction of the height set to the noise floor
+    noise=.05)         # additive Gaussian noise, its standard deviation drawn from [0, noise] for each image
+CLASSIC_MAX = dict(time_roll=1, time_shift=.5, doppler_shift=.5, mixup=.5, time_mask=1, doppler_mask=1, noise=1)
+CLASSIC_DEFAULT = dict(time_roll=.5, doppler_shift=.05, time_mask=.15, doppler_mask=.1, noise=.05)  # `classic=True`
+
+def classic_recipe(classic:bool|dict|None=True # False or None: none; True: `CLASSIC_DEFAULT`; a dict op -> strength
+                  ) -> dict:
+    "`classic` as op -> strength in `CLASSIC_OPS` order, ops at 0 left out; a one-line `ValueError` if it is not one."
+    if classic is None or classic is False: return {}
+    if classic is True: classic = CLASSIC_DEFAULT
+    if not isinstance(classic, dict): raise ValueError(f"classic must be a bool or a dict op -> strength: {classic!r}")
+    for k, v in classic.items():
+        if k not in CLASSIC_OPS: raise ValueError(f"unknown classic augmentation {k!r}: use {', '.join(CLASSIC_OPS)}")
+        check_number(f'classic augmentation {k}', v, 0, CLASSIC_MAX[k])
+    return {k: classic[k] for k in CLASSIC_OPS if classic.get(k, 0) > 0}
+
+def shift_images(x:torch.Tensor, # a batch `(B, C, H, W)`
+                 d:torch.Tensor, # `(B,)` whole-pixel shifts, one per image (positive: towards higher indices)
+                 dim:int, # -2: Doppler (rows), -1: time (columns)
+                 wrap:bool=False, # roll: what leaves one side comes back on the other
+                 generator:torch.Generator|None=None, # draws the edge rows (or columns) that fill the vacated side
+                 edge:float=1/16 # without wrap, vacated rows are copies of rows drawn from this share at that edge
+                ) -> torch.Tensor:
+    "Shift each image of `x` by its own `d` pixels along `dim`, circularly or filling in from its own edge band."
+    n, shape = x.shape[dim], [len(x), 1, 1, 1]
+    i = torch.arange(n)[None] - d.cpu()[:, None]
+    if wrap: i = i % n
+    else:
+        k = torch.randint(max(1, round(edge * n)), i.shape, generator=generator)   # which edge row fills each gap
+        i = torch.where(i < 0, k, torch.where(i >= n, n - 1 - k, i))
+    shape[dim] = n
+    return x.gather(dim, i.to(x.device).view(shape).expand_as(x))
+
 def classic_augment(x:torch.Tensor, # a batch `(B, C, H, W)` in [-1, 1]: Doppler along H, time along W
                     generator:torch.Generator|None=None, # for reproducible draws
-                    time_shift:float=0.5, # circular shifts in time of up to this fraction of the width
-                    doppler_shift:float=0.05, # circular shifts in Doppler of up to this fraction of the height
-                    time_mask:float=0.15, # one time band of up to this fraction of the width is masked
-                    freq_mask:float=0.1, # one Doppler band of up to this fraction of the height is masked
-                    noise:float=0.05 # Gaussian noise with a standard deviation drawn from [0, noise]
+                    recipe:bool|dict|None=None, # op -> strength (see `CLASSIC_OPS`); None or True: `CLASSIC_DEFAULT`
+                    y:torch.Tensor|None=None # soft targets `(B, classes)`, needed by mixup: then `(x, y)` is returned
                    ) -> torch.Tensor:
-    "The augmentations practitioners use on spectrograms today: time and Doppler shifts, SpecAugment-style masks, noise."
-    B, C, H, W = x.shape
-    u = lambda *s: torch.rand(*s, generator=generator)
-    out = torch.empty_like(x)
-    for i in range(B):
-        dt = int((u(1).item() * 2 - 1) * time_shift * W); df = int((u(1).item() * 2 - 1) * doppler_shift * H)
-        xi = torch.roll(x[i], (df, dt), dims=(-2, -1))
-        fill = xi.mean(dim=(-2, -1), keepdim=True)
-        w = int(u(1).item() * time_mask * W); t0 = int(u(1).item() * (W - w + 1))
-        h = int(u(1).item() * freq_mask * H); f0 = int(u(1).item() * (H - h + 1))
-        xi = xi.clone()
-        if w: xi[..., :, t0:t0 + w] = fill.expand(C, H, w)
-        if h: xi[..., f0:f0 + h, :] = fill.expand(C, h, W)
-        out[i] = xi
-    if noise > 0: out = out + torch.randn(x.shape, generator=generator) * (u(B, 1, 1, 1) * noise)
-    return out.clamp(-1, 1)
+    "What practitioners do to spectrograms, each op at its strength: shifts, mixup, SpecAugment masks, noise."
+    r, (B, C, H, W) = classic_recipe(default(recipe, True)), x.shape
+    if 'mixup' in r and y is None: raise ValueError("mixup blends the labels too: pass y, soft targets (B, classes)")
+    u = lambda: torch.rand(B, generator=generator).to(x.device)
+    def whole(s, n): m = round(s * n); return (u() * (2 * m + 1)).floor().long() - m   # uniform in [-m, m]
+    def band(s, n):   # (B, n): True inside one band of up to s * n pixels at a random place
+        w = (u() * (round(s * n) + 1)).floor(); a = (u() * (n - w + 1)).floor(); i = torch.arange(n, device=x.device)
+        return (i >= a[:, None]) & (i < (a + w)[:, None])
+    floor = lambda: x.flatten(-2).median(-1).values[..., None, None]   # (B, C, 1, 1): each image's noise floor
+    if 'time_roll' in r: x = shift_images(x, whole(r['time_roll'], W), -1, wrap=True)
+    if 'time_shift' in r: x = shift_images(x, whole(r['time_shift'], W), -1, generator=generator)
+    if 'doppler_shift' in r: x = shift_images(x, whole(r['doppler_shift'], H), -2, generator=generator)
+    if 'mixup' in r:
+        p, lam = torch.randperm(B, generator=generator).to(x.device), u() * r['mixup']
+        x, y = torch.lerp(x, x[p], lam.view(B, 1, 1, 1)), torch.lerp(y, y[p], lam.to(y.device)[:, None])
+    if 'time_mask' in r: x = torch.where(band(r['time_mask'], W)[:, None, None, :], floor(), x)
+    if 'doppler_mask' in r: x = torch.where(band(r['doppler_mask'], H)[:, None, :, None], floor(), x)
+    if 'noise' in r:
+        sd = (u() * r['noise']).view(B, 1, 1, 1)
+        x = (x + sd * torch.randn(x.shape, generator=generator).to(x)).clamp(-1, 1)
+    return x if y is None else (x, y)
 
 # %% ../nbs/09_evaluate.ipynb #a328674f
 @dataclass
@@ -188,7 +230,7 @@ class ClassifierSettings:
     width:int=8             # `SpecCNN` width
     n_features:int=128      # `SpecCNN` feature size
     input_size:int=48       # `SpecCNN` input side
-    classic:bool=False      # apply `classic_augment` to every batch
+    classic:bool|dict=False # `classic_augment` each batch: False none, True `CLASSIC_DEFAULT`, else op -> strength
     seed:int=0              # weights, batch order and augmentation draws
 
     def validate(self):
@@ -196,6 +238,7 @@ class ClassifierSettings:
         for k in ('batch_size', 'width', 'n_features', 'input_size'):
             if getattr(self, k) < 1: raise ValueError(f"classifier {k} must be at least 1, got {getattr(self, k)}")
         if not self.lr > 0: raise ValueError(f"classifier lr must be positive, got {self.lr}")
+        classic_recipe(self.classic)
         return self
 
 def train_classifier(x:torch.Tensor, # training images `(N, C, H, W)` in [-1, 1]
@@ -210,7 +253,7 @@ def train_classifier(x:torch.Tensor, # training images `(N, C, H, W)` in [-1, 1]
     check_fields(ClassifierSettings, kwargs, 'classifier setting')
     s = replace(default(settings, ClassifierSettings()), **kwargs).validate()
     if len(x) != len(y) or not len(x): raise ValueError(f"need as many labels as images (and at least one): got {len(x)} images, {len(y)} labels")
-    device = default_device(device)
+    device, recipe = default_device(device), classic_recipe(s.classic)
     torch.manual_seed(s.seed); g = torch.Generator().manual_seed(s.seed)
     m = SpecCNN(n_classes, x.shape[1], s.width, s.n_features, s.input_size).to(device)
     opt = torch.optim.AdamW(m.parameters(), lr=s.lr, weight_decay=s.weight_decay)
@@ -220,9 +263,10 @@ def train_classifier(x:torch.Tensor, # training images `(N, C, H, W)` in [-1, 1]
     for _ in tqdm(range(s.steps), disable=not progress, desc='classifier', unit='step', leave=False):
         if len(order) < s.batch_size: order = torch.cat([order, torch.randperm(len(x), generator=g)])
         idx, order = order[:s.batch_size], order[s.batch_size:]
-        xb = x[idx]
-        if s.classic: xb = classic_augment(xb, g)
-        loss = F.cross_entropy(m(xb.to(device)), y[idx].to(device))
+        xb, yb = x[idx], y[idx]
+        if 'mixup' in recipe: xb, yb = classic_augment(xb, g, recipe, F.one_hot(yb, n_classes).float())  # soft targets
+        elif recipe: xb = classic_augment(xb, g, recipe)
+        loss = F.cross_entropy(m(xb.to(device)), yb.to(device))
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
     return m.eval()
 
@@ -262,6 +306,52 @@ def plot_confusions(mats:dict, classes:list, title:str=''): # arm -> confusion m
         ax.set_xticklabels(classes, rotation=60, ha='right', fontsize=7); ax.set_yticklabels(classes, fontsize=7)
     axs[0][0].set_ylabel('true'); fig.suptitle(f"{title}{' - ' if title else ''}% of each true class", fontsize=9); fig.tight_layout()
     return fig
+
+# %% ../nbs/09_evaluate.ipynb #19a0f813
+CLASSIC_GRID = dict(time_roll=(.5,), time_shift=(.25,), doppler_shift=(.02, .05), mixup=(.2, .4), time_mask=(.15,),
+                    doppler_mask=(.1,), noise=(.03, .08))  # op -> strengths (mildest first) `tune_classic` tries alone
+
+def recipe_label(recipe:bool|dict) -> str: # a recipe, as `classic_recipe` takes it
+    "A short name of a recipe: 'none', 'noise 0.03', 'doppler_shift 0.02 + noise 0.03'."
+    return ' + '.join(f'{k} {v:g}' for k, v in classic_recipe(recipe).items()) or 'none'
+
+def tune_classic(train:Images, # the images every candidate trains on
+                 val:Images, # images of other subjects (an inner validation fold) each candidate is scored on
+                 settings:ClassifierSettings|None=None, # how each classifier trains (its `classic` is replaced)
+                 grid:dict|None=None, # op -> strengths to try each op alone at, mildest first (default `CLASSIC_GRID`)
+                 device=None, # where to train (default: the best available)
+                 progress:bool=False, # a progress bar over the candidates
+                 margin:float|None=None, # a recipe must beat a simpler one by more than this (default: one `val` image)
+                 **kwargs # change single classifier settings, e.g. steps=100
+                ) -> dict:
+    "Choose the classic baseline on an inner fold: no augmentation, each op alone, the best two ops together."
+    check_fields(ClassifierSettings, kwargs, 'classifier setting')
+    s = replace(default(settings, ClassifierSettings()), **{**kwargs, 'classic': False}).validate()
+    grid = default(grid, CLASSIC_GRID)
+    for k, vs in grid.items():
+        for v in vs: classic_recipe({k: check_number(f'grid strength of {k}', v, 0, lo_open=True)})
+    if (set(train.subjects) & set(val.subjects)) - {None}:
+        raise ValueError("tune_classic needs a validation fold of other subjects: train and val share some")
+    singles = [{k: v} for k, vs in grid.items() for v in vs]
+    n = len(singles) + 1 + (sum(map(bool, grid.values())) > 1)
+    bar = tqdm(total=n, disable=not progress, desc='tune classic', unit='recipe')
+    def score(r):
+        clf = train_classifier(train.x, train.y, len(train.classes), s, device=device, classic=r)
+        bar.update(); return accuracy(clf, val)[0]
+    cands = [{}] + singles
+    scores = {recipe_label(r): score(r) for r in cands}
+    best = {}   # each op's best strength, the milder on a tie
+    for r in singles:
+        (k,) = r
+        if k not in best or scores[recipe_label(r)] > scores[recipe_label(best[k])]: best[k] = r
+    top2 = sorted(best.values(), key=lambda r: -scores[recipe_label(r)])[:2]
+    if len(top2) == 2: cands.append(top2[0] | top2[1]); scores[recipe_label(cands[-1])] = score(cands[-1])
+    bar.close()
+    margin, top = default(margin, 1 / len(val)), max(scores.values())
+    near = [r for r in cands if scores[recipe_label(r)] >= top - margin - 1e-9]   # within `margin` of the best
+    chosen = min(near, key=lambda r: (len(r), -scores[recipe_label(r)]))          # the simplest of them
+    return dict(recipe=classic_recipe(chosen), chosen=recipe_label(chosen), scores=scores, baseline=scores['none'],
+                margin=margin)
 
 # %% ../nbs/09_evaluate.ipynb #d4ac1fb7
 def frechet_distance(f1:torch.Tensor, f2:torch.Tensor) -> float: # features `(N, D)` and `(M, D)`
@@ -398,32 +488,156 @@ def match_counts(ims:Images, # images to draw from (e.g. generated)
         out += ix[torch.randperm(len(ix), generator=g)[:n]].tolist()
     return sorted(out)
 
+def pool_draws(y:torch.Tensor, # class index of each real image in the pool
+               want:list[int], # most images per class wanted (what the generated set holds)
+               seed:int=0 # seed of the draws
+              ) -> tuple[list[int], list[int]]:
+    "Two disjoint draws F and R with the same class counts: min(half the class, `want[c]`) images of class c in each."
+    g, f, r = torch.Generator().manual_seed(seed), [], []
+    for c, w in enumerate(want):
+        ix = (y == c).nonzero().flatten()
+        ix, m = ix[torch.randperm(len(ix), generator=g)], min(len(ix) // 2, w)
+        f += ix[:m].tolist(); r += ix[m:2 * m].tolist()
+    return sorted(f), sorted(r)
+
+def pca_axes(f:torch.Tensor, d:int) -> tuple[torch.Tensor, torch.Tensor]: # features `(N, D)` to fit on; axes kept
+    "Mean and top-`d` principal axes `(D, d)` of `f`: features reduce to `(x - mean) @ axes`."
+    mu = f.double().mean(0)
+    return mu, torch.linalg.svd(f.double() - mu, full_matrices=False).Vh[:d].T
+
+def percentile_ci(v, level:float=.95, at:float|None=None) -> list[float]: # bootstrap values; coverage; a point value
+    "The percentile bootstrap interval `[lo, hi]` of `v`; with `at`, moved by the draws' bias (median - `at`), >= 0."
+    q = torch.tensor([(1 - level) / 2, .5, (1 + level) / 2], dtype=torch.float64)
+    lo, med, hi = torch.quantile(torch.as_tensor(v, dtype=torch.float64), q).tolist()
+    if at is None: return [lo, hi]
+    return [max(0., at - (med - lo)), at + (hi - med)]   # FID: draws that repeat images sit above the point value
+
+# %% ../nbs/09_evaluate.ipynb #ba7f7213
+def bootstrap_distances(sets:dict, # name -> features of each set compared with the reference
+                        ref:torch.Tensor, # features of the reference draw R
+                        axes:tuple, # (mean, axes) from `pca_axes`: FID is computed on the reduced features
+                        draws:int=100, # bootstrap draws
+                        seed:int=0 # seed of the draws
+                       ) -> dict:
+    "FID and KID of each set against `ref` over paired bootstrap draws of images (the same draws of R for every set)."
+    kern = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3     # `mmd2`'s kernel
+    (mu, w), fr, g = axes, ref.double(), torch.Generator().manual_seed(seed)
+    low, krr = lambda f: (f - mu) @ w, kern(fr, fr)
+    draw = lambda n: torch.randint(n, (n,), generator=g)   # with replacement
+    within = lambda K, i: K[i][:, i][i[:, None] != i[None, :]].mean()   # over pairs of two distinct images: unbiased
+    rs = [draw(len(fr)) for _ in range(draws)]
+    out = {}
+    for name, f in sets.items():
+        f = f.double(); kff, kfr, lf, lr = kern(f, f), kern(f, fr), low(f), low(fr)
+        out[name] = dict(fid=[], kid=[])
+        for r in rs:
+            i = draw(len(f))
+            out[name]['fid'].append(frechet_distance(lf[i], lr[r]))
+            out[name]['kid'].append((within(kff, i) + within(krr, r) - 2 * kfr[i][:, r].mean()).item())
+    return out
+
+# %% ../nbs/09_evaluate.ipynb #cf194f84
+FID_TARGET = 'FID(generated) <= 2x the real-vs-real floor'
+KID_TARGET = "KID(generated)'s interval reaches the floor's"
+CLASS_TARGET = 'generated images recognised as their class'
+
+def _sanity(fl:dict, ge:dict, acc_held:float, acc_gen:float, chance:float, share:float) -> dict:
+    "The checks every target needs: precision and density at least `share` of the floor's, classes recognised."
+    need = lambda v: dict(value=v[0], needed=v[1], ok=bool(v[0] >= v[1]))
+    out = {m: need((ge[m], share * fl[m])) for m in ('precision', 'density')}
+    out['class'] = need((acc_gen, chance + (acc_held - chance) / 2))   # halfway from chance to the held-out accuracy
+    out['class']['ok'] &= acc_held > chance
+    return out
+
+def _targets(num:dict, bad:list) -> dict: # `quality`'s numbers; the failed sanity checks, in words
+    "Each target's value, verdict and reason; none is met while a sanity check fails."
+    fl, ge, s, r = num['floor'], num['generated'], num['sanity'], num['fid_ratio']
+    ci = lambda v, x=1: f"[{v[0] * x:.2f}, {v[1] * x:.2f}]"
+    own = {FID_TARGET: (r, r <= 2, f"FID ratio {r:.2f} {ci(num['fid_ratio_ci'])}"),
+           KID_TARGET: (ge['kid'], ge['kid_ci'][0] <= fl['kid_ci'][1],
+                        f"KID × 1000 {ge['kid'] * 1e3:.2f} {ci(ge['kid_ci'], 1e3)} "
+                        f"against the floor's {ci(fl['kid_ci'], 1e3)}"),
+           CLASS_TARGET: (s['class']['value'], s['class']['ok'], f"{s['class']['value']:.1%} recognised, "
+                          f"{s['class']['needed']:.1%} needed")}
+    return {t: dict(value=v, met=bool(ok and not bad), why=why + ('; but ' + ', '.join(bad) if ok and bad else ''))
+            for t, (v, ok, why) in own.items()}
+
 def quality(clf:SpecCNN, # the reference classifier (trained on `train` only)
             train:Images, # the generator's training images (memorisation is measured against them, at full size)
             held:Images, # held-out real images no model has seen
             gen:Images, # generated images
             k:int=3, # neighbours of the manifold metrics
-            kid_subsets:int=100, # KID subsets
-            seed:int=0 # seed of the splits and draws
+            kid_subsets:int=100, # bootstrap draws when `bootstrap` is None (it was the KID subsets)
+            seed:int=0, # seed of the draws
+            *,
+            bootstrap:int|None=None, # bootstrap draws of the 95% intervals; None: `kid_subsets`
+            dim:int|None=None, # principal axes FID is computed on; None: min(features, n // 2)
+            share:float=.25, # sanity: precision and density must reach this share of the floor's
+            pool:Images|None=None # real images the floor is drawn from; None: `train` + `held` (see below)
            ) -> tuple[dict, dict]:
-    "Every generated-vs-real metric beside its real-vs-real floor; returns (numbers, memorisation tensors for the plots)."
-    a, b = split_by_subject(held, 0.5, seed)
-    if not a or not b: raise ValueError(f"the held-out set ({len(held)} images) is too small to split in two halves: use more held-out images")
-    A, B = held.subset(a), held.subset(b)
-    G = gen.subset(match_counts(gen, A.counts(), seed))
-    fA, fB, fG = features(clf, A.x), features(clf, B.x), features(clf, G.x)
-    size = max(2, min(len(fA), len(fB), len(fG)) // 2)   # subsets of half the set: their spread is the std of a small-sample KID
-    kd = lambda f1, f2: kid(f1, f2, kid_subsets, size, seed)
-    kf, kg = kd(fA, fB), kd(fG, fB)
+    "Generated-vs-real metrics beside a real-vs-real floor of the same size, with intervals, warnings and verdicts."
+    P = [train, held] if pool is None else [pool]   # default: the generator's real images and unseen ones
+    fp, yp = torch.cat([features(clf, p.x) for p in P]), torch.cat([p.y for p in P])
+    f, r = pool_draws(yp, gen.counts(), seed)
+    G = gen.subset(match_counts(gen, torch.bincount(yp[f], minlength=len(gen.classes)).tolist(), seed))
+    ff, fr, fg = fp[f], fp[r], features(clf, G.x)
+    n, D = len(f), fp.shape[1]
+    d = min(D, default(dim, max(1, n // 2)))
+    mu, w = axes = pca_axes(fr, d)
+    low = lambda x: (x - mu) @ w
+    b = bootstrap_distances(dict(floor=ff, generated=fg), fr, axes, default(bootstrap, kid_subsets), seed)
+    def scores(x, v): return dict(kid=mmd2(x, fr), kid_std=float(np.std(v['kid'])), kid_ci=percentile_ci(v['kid']),
+                                  fid=(d_ := frechet_distance(low(x), low(fr))), fid_ci=percentile_ci(v['fid'], at=d_),
+                                  fid_full=frechet_distance(x, fr), **prdc(fr, x, k))
     mem = memorisation(gen, train, held)   # at full size: from disk, chunk by chunk, for streamed `Images`
-    acc_held, _ = accuracy(clf, held); acc_gen, cm_gen = accuracy(clf, gen)
-    num = dict(n=dict(train=len(train), held_a=len(A), held_b=len(B), generated=len(gen), generated_scored=len(G)),
-               floor=dict(fid=frechet_distance(fA, fB), kid=kf[0], kid_std=kf[1], **prdc(fB, fA, k)),
-               generated=dict(fid=frechet_distance(fG, fB), kid=kg[0], kid_std=kg[1], **prdc(fB, fG, k)),
+    acc_held, _ = accuracy(clf, held); acc_gen, _ = accuracy(clf, gen)
+    num = dict(n=dict(train=len(train), held=len(held), pool=len(yp), generated=len(gen), generated_scored=len(G),
+                      floor=n, reference=len(r), features=D, dim=d),
+               compares=(f"floor: F against R, two disjoint draws of {n} real images with the same class counts "
+                         f"from the pool of " + (f"the {len(train)} training and {len(held)} held-out images"
+                         if pool is None else f"{len(pool)} real images the reference classifier never saw")
+                         + f"; generated: G, "
+                         f"{len(G)} generated images with F's class counts, against the same R. KID on all {D} "
+                         f"features, FID on {d} principal axes of R"),
+               floor=scores(ff, b['floor']), generated=scores(fg, b['generated']),
                classifier=dict(accuracy_held_out=acc_held, accuracy_generated=acc_gen),
-               memorisation={k_: v for k_, v in mem.items() if not torch.is_tensor(v)})
+               memorisation={k_: v for k_, v in mem.items() if not torch.is_tensor(v)},
+               bootstrap=len(b['floor']['kid']))
     num['fid_ratio'] = num['generated']['fid'] / max(num['floor']['fid'], 1e-12)
+    num['fid_ratio_ci'] = percentile_ci([a / max(c, 1e-12) for a, c in zip(b['generated']['fid'], b['floor']['fid'])],
+                                        at=num['fid_ratio'])
+    num['sanity'] = _sanity(num['floor'], num['generated'], acc_held, acc_gen, 1 / len(gen.classes), share)
+    bad = [f"{m} {v['value']:.2f} < {v['needed']:.2f}" + (f" ({share:g} of the floor's)" if m != 'class' else
+           " (halfway from chance to the held-out accuracy)") for m, v in num['sanity'].items() if not v['ok']]
+    num['targets'] = _targets(num, bad)
+    w = num['warnings'] = []
+    if n < D: w.append(f"{n} images per compared set for {D} feature dimensions: FID at this size is mostly its own "
+                       f"bias, so it is computed on {d} principal axes of R, and KID (unbiased at any size) is the "
+                       "primary number")
+    if num['bootstrap'] < 20: w.append(f"only {num['bootstrap']} bootstrap draws: the intervals are rough")
+    if acc_held <= 1 / len(gen.classes):
+        w.append("the reference classifier is at chance on held-out images: its features and classes vouch for nothing")
+    if bad: w.append(f"no target can be met: {', '.join(bad)}")
     return num, mem
+
+# %% ../nbs/09_evaluate.ipynb #a30c8ebb
+def quality_lines(num:dict) -> list[str]: # the numbers from `quality`
+    "Markdown lines of `quality`'s numbers: what is compared, the table (KID first), verdicts, warnings."
+    f, g, n = num['floor'], num['generated'], num['n']
+    ci = lambda v, x=1: f"[{v[0] * x:.2f}, {v[1] * x:.2f}]"
+    cell = lambda v, m, x=1: f"{v[m] * x:.2f} {ci(v[m + '_ci'], x)}"
+    rows = [f"Compared: {num['compares']}. Intervals: 95% percentile bootstrap over images ({num['bootstrap']} draws).",
+            "",
+            "| metric | generated (G vs R) | real vs real: the floor (F vs R) |", "|---|---:|---:|",
+            f"| KID × 1000 | {cell(g, 'kid', 1e3)} | {cell(f, 'kid', 1e3)} |",
+            f"| FID on {n['dim']} principal axes | {cell(g, 'fid')} | {cell(f, 'fid')} |",
+            f"| FID ratio generated / floor | {num['fid_ratio']:.2f} {ci(num['fid_ratio_ci'])} | 1 |",
+            f"| FID on all {n['features']} features | {g['fid_full']:.2f} | {f['fid_full']:.2f} |"]
+    rows += [f"| {m} | {g[m]:.3f} | {f[m]:.3f} |" for m in ('precision', 'recall', 'density', 'coverage')]
+    rows += ["", "Targets (none is met while precision, density or class recognition fails its sanity check):", ""]
+    rows += [f"- {t}: **{'met' if v['met'] else 'not met'}** ({v['why']})" for t, v in num['targets'].items()]
+    if num['warnings']: rows += ["", "Warnings:", ""] + [f"- {w}" for w in num['warnings']]
+    return rows
 
 # %% ../nbs/09_evaluate.ipynb #2d2ab924
 def inception_fid(real, gen) -> float: # images in [-1, 1]: tensors, or `Images` read from disk 64 at a time
@@ -482,12 +696,12 @@ def _check_side(v) -> int:
     "An image side the reference classifier can take (it halves the side four times)."
     return check_number('image_size', v, 16, integer=True, hint='the reference classifier halves the side four times')
 
-def _check_sets(held:Images, gen:Images, k:int, seed:int):
-    "Fail before any work when the held-out halves or the matched generated set are too small for `k` neighbours."
-    a, b = split_by_subject(held, 0.5, seed)
-    n = min(len(a), len(b), len(match_counts(gen, held.subset(a).counts(), seed)))
-    if n <= k: raise ValueError(f"k={k} neighbours need more than {k} images in each compared set, the smallest has "
-                                f"{n}: pass a smaller k or more held-out and generated images")
+def _check_sets(train:Images, held:Images, gen:Images, k:int, seed:int): # as `quality` gets them
+    "Fail before any work when `quality`'s draws (from the pool of `train` and `held`, matched to `gen`) are too small for `k`."
+    n = len(pool_draws(torch.cat([train.y, held.y]), gen.counts(), seed)[0])
+    if n <= k: raise ValueError(f"k={k} neighbours need more than {k} images in each compared set, but the real pool ({len(train)} "
+                                f"training + {len(held)} held-out images) and the generated images give draws of {n}: "
+                                "pass a smaller k or more real and generated images")
 
 def evaluate(real:str, # held-out real images (class folders), or all real images when `train` is not given
              generated:str, # generated images (class folders, e.g. from `mdaug generate`)
@@ -497,7 +711,7 @@ def evaluate(real:str, # held-out real images (class folders), or all real image
              image_size:int|None=None, # side the images are compared at; None: the generated images' size
              classifier_steps:int=1000, # training steps of the reference classifier
              k:int=3, # neighbours of precision, recall, density and coverage
-             kid_subsets:int=100, # KID subsets
+             kid_subsets:int=100, # bootstrap draws of the 95% intervals of KID and FID
              inception:bool=False, # also compute FID in Inception-v3 features (downloads weights; the natural-image standard)
              seed:int=0, # seed of the splits, the classifier and the draws
              device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
@@ -526,7 +740,7 @@ def evaluate(real:str, # held-out real images (class folders), or all real image
         if exists(train): T, H = load(train, R.classes), R
         else:
             a, b = split_by_subject(R, 0.5, seed); T, H = R.subset(a), R.subset(b)
-        _check_sets(H, G, k, seed)
+        _check_sets(T, H, G, k, seed)
         pipe = None
         if exists(model):
             from mdaug.generate import load_pipeline
@@ -546,30 +760,22 @@ def evaluate(real:str, # held-out real images (class folders), or all real image
         state['done'] = dict(metrics=num); state['seconds'] = dict(total=round(time.time() - t0, 1))
         save_json(num, out/'metrics.json'); save_json(state, out/'evaluate.json')
         with atomic_write(out/'report.md') as f: f.write(_evaluate_report(num, settings))
-    if progress: print(f"FID {num['generated']['fid']:.2f} (real-vs-real floor {num['floor']['fid']:.2f}, ratio {num['fid_ratio']:.2f}); "
-                       f"precision {num['generated']['precision']:.2f}, recall {num['generated']['recall']:.2f}; report {out/'report.md'}")
+    if progress:
+        g, met = num['generated'], sum(t['met'] for t in num['targets'].values())
+        print(f"KID x 1000 {g['kid'] * 1e3:.2f} (floor {num['floor']['kid'] * 1e3:.2f}); FID ratio {num['fid_ratio']:.2f}; "
+              f"precision {g['precision']:.2f}, density {g['density']:.2f}; {met} of {len(num['targets'])} targets met; "
+              f"report {out/'report.md'}")
     return out/'report.md'
 
 # %% ../nbs/09_evaluate.ipynb #02d7ac83
-def _pm(v:dict|None, scale:float=1.) -> str: return '-' if not v else f"{v['mean'] * scale:.1f} ± {v['std'] * scale:.1f}"
-
-def _quality_table(num:dict) -> list[str]:
-    f, g = num['floor'], num['generated']
-    rows = ["| metric | generated vs held-out | real vs real (floor) |", "|---|---:|---:|",
-            f"| FID (reference-classifier features) | {g['fid']:.2f} | {f['fid']:.2f} |",
-            f"| KID × 1000 | {g['kid'] * 1e3:.2f} ± {g['kid_std'] * 1e3:.2f} | {f['kid'] * 1e3:.2f} ± {f['kid_std'] * 1e3:.2f} |"]
-    rows += [f"| {m} | {g[m]:.3f} | {f[m]:.3f} |" for m in ('precision', 'recall', 'density', 'coverage')]
-    return rows
-
 def _evaluate_report(num:dict, settings:dict) -> str:
     m, c = num['memorisation'], num['classifier']
     lines = ["# mdaug evaluate", "", f"Real: `{settings['real']}`; generated: `{settings['generated']}`; compared at {settings['image_size']} px.", "",
              "Scores are in the feature space of a small CNN trained only on the real training images "
              + ("(half of the real subjects; the other half is held out)" if num['train_is_half_of_real'] else f"(`{settings['train']}`)")
-             + f". The floor compares two subject-disjoint parts of the held-out images (A and B); the generated images are drawn to A's size and class "
-             f"counts and compared with B, so both comparisons have the same sizes. Images: {num['n']}.", ""]
-    lines += _quality_table(num)
-    lines += ["", f"FID ratio generated / floor: **{num['fid_ratio']:.2f}** (1 is as close as two real sets).", "",
+             + ".", ""]
+    lines += quality_lines(num)
+    lines += ["",
               f"Reference classifier: {c['accuracy_held_out']:.1%} on held-out real images, {c['accuracy_generated']:.1%} of generated images "
               "recognised as the class they were generated for.", "",
               "## Memorisation", "",
@@ -749,380 +955,3 @@ def sift_generated(clf:SpecCNN, # a classifier trained on `real` only: classifie
     conf = confidence_filter(predict(clf, gen.x), gen.y, threshold)
     feat = cross_feature_filter(folds or [], gen, real, low=low, high=high, other_class=other_class)
     return combine(classifier=conf, features=feat)
-
-# %% ../nbs/09_evaluate.ipynb #a90ce46d
-@dataclass
-class BenchSettings:
-    "What the augmentation benchmark runs: real-data sizes, seeds, the generative model's budget and the classifier's."
-    sizes:tuple=(5, 10, 20, 50) # real training images per class (nested subsets)
-    seeds:int=3                 # classifier seeds per arm
-    image_size:int=64           # side of every image
-    channels:int=3              # 1 or 3
-    test_pct:float=0.25         # share of subjects (per class) held out as the test set
-    vq_preset:str='cpu'         # `mdaug.vqvae.PRESETS` key of the VQ-VAE (trained once, on the largest subset)
-    vq_steps:int=1200           # VQ-VAE training steps
-    unet_preset:str='cpu'       # `mdaug.unet.UNET_PRESETS` key of each size's diffusion model
-    ldm_steps:int=1000          # diffusion training steps per size
-    gen_per_class:int=40        # generated images per class per size
-    sampler:str='dpmpp_2m'      # sampler of the generated images
-    sample_steps:int=20         # its steps
-    guidance_scale:float=2.     # classifier-free guidance
-    sift_threshold:float=0.8    # sifting keeps generated images the real-only classifier gives this confidence in their class
-    filter_low:float=0.05       # feature filter: drop near copies, nearer a real one than this quantile of real-to-real
-    filter_high:float=0.95      # feature filter: drop outliers, farther than this quantile (0 and 1 turn a cut off)
-    filter_other_class:bool=True # feature filter: drop images whose nearest real image is of another class
-    clf_steps:int=400           # training steps of every benchmark classifier
-    ref_steps:int=1000          # training steps of the reference classifier (all real training images)
-    split_seed:int=0            # seed of the test split and of the nested subsets
-
-    def validate(self):
-        from mdaug.vqvae import PRESETS
-        from mdaug.unet import UNET_PRESETS
-        from mdaug.generate import check_sampling
-        if not self.sizes or any(int(k) < 1 for k in self.sizes): raise ValueError(f"sizes must be positive image counts per class, got {self.sizes}")
-        if list(self.sizes) != sorted(set(self.sizes)): raise ValueError(f"sizes must increase with no repeats (they are nested subsets), got {self.sizes}")
-        check_number('seeds', self.seeds, 1, integer=True)
-        check_number('image_size', self.image_size, 16, integer=True, hint='the classifiers halve the side four times')
-        if not 0 < self.test_pct < 1: raise ValueError(f"test_pct must be in (0, 1), got {self.test_pct}")
-        if self.channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if self.vq_preset not in PRESETS: raise ValueError(f"unknown vq_preset {self.vq_preset!r}: choose one of {sorted(PRESETS)}")
-        if self.unet_preset not in UNET_PRESETS: raise ValueError(f"unknown unet_preset {self.unet_preset!r}: choose one of {sorted(UNET_PRESETS)}")
-        if not 0 <= self.sift_threshold < 1: raise ValueError(f"sift_threshold must be in [0, 1), got {self.sift_threshold}")
-        for k in ('filter_low', 'filter_high'):
-            check_number(k, getattr(self, k), 0, 1, hint='a quantile of real-to-real distances; 0 and 1 turn a cut off')
-        if self.filter_low >= self.filter_high:
-            raise ValueError(f"filter_low must be below filter_high, got {self.filter_low:g} and {self.filter_high:g}")
-        if not isinstance(self.filter_other_class, bool):
-            raise ValueError(f"filter_other_class must be true or false, got {self.filter_other_class!r}")
-        for k in ('vq_steps', 'ldm_steps', 'gen_per_class'): check_number(k, getattr(self, k), 1, integer=True)
-        for k in ('clf_steps', 'ref_steps'):
-            check_number(k, getattr(self, k), 10, integer=True, hint='a fifth of them is warm-up')
-        check_number('guidance_scale', self.guidance_scale, 0)
-        check_sampling(self.sampler, self.sample_steps, count=self.gen_per_class)
-        return self
-
-BENCH_PRESETS = {
-    'ci':    dict(sizes=(2, 3), seeds=1, image_size=32, test_pct=0.5, vq_preset='ci', vq_steps=4, unet_preset='ci', ldm_steps=4,
-                  gen_per_class=3, sample_steps=2, clf_steps=10, ref_steps=10),
-    'quick': dict(sizes=(5, 20), seeds=2, vq_steps=600, unet_preset='ci', ldm_steps=800, gen_per_class=20, sample_steps=10,
-                  clf_steps=300, ref_steps=600),
-    'cpu':   dict(),
-    'gpu':   dict(seeds=5, image_size=128, vq_steps=8000, unet_preset='gpu', ldm_steps=10000, gen_per_class=100, sample_steps=50,
-                  clf_steps=1500, ref_steps=3000),
-}
-
-# what a benchmark.json begun before the feature filter existed ran with: no feature filter (it resumes that way)
-BENCH_LEGACY = dict(filter_low=0., filter_high=1., filter_other_class=False)
-
-ARMS = {  # name -> (real images, generated images, sifted: classifier sift and feature filter, classic augmentation)
-    'real':                (True,  False, False, False),
-    'real + classic':      (True,  False, False, True),
-    'real + gen':          (True,  True,  False, False),
-    'real + gen (sifted)': (True,  True,  True,  False),
-    'real + gen + classic':(True,  True,  False, True),
-    'gen only (TSTR)':     (False, True,  False, False),
-    'gen only, sifted':    (False, True,  True,  False),
-}
-
-# %% ../nbs/09_evaluate.ipynb #70a0d79b
-def nested_subsets(ims:Images, # the real training pool
-                   sizes, # images per class of each subset, increasing
-                   seed:int=0 # seed of the order
-                  ) -> dict:
-    "Size -> indices of `ims`: per class, one shuffled order that cycles through the subjects, so each subset lies inside the next."
-    rng, order = random.Random(seed), {}
-    for c in range(len(ims.classes)):
-        by_subject = {}
-        for i in (ims.y == c).nonzero().flatten().tolist(): by_subject.setdefault(ims.subjects[i] or f'#{i}', []).append(i)
-        groups = [by_subject[s] for s in sorted(by_subject)]; rng.shuffle(groups)
-        for g in groups: rng.shuffle(g)
-        order[c] = [g[j] for j in range(max(map(len, groups))) for g in groups if j < len(g)]  # round robin over subjects
-        if len(order[c]) < max(sizes):
-            raise ValueError(f"class {ims.classes[c]!r} has {len(order[c])} training images after the test split, fewer than the largest "
-                             f"size {max(sizes)}: choose sizes up to {len(order[c])} (or a smaller test_pct)")
-    return {k: sorted(i for c in order for i in order[c][:k]) for k in sizes}
-
-def _check_pool(data, s:BenchSettings):
-    "Fail before any work when the data has fewer than two classes, or too few training images per class for the largest size."
-    from types import SimpleNamespace
-    from mdaug.data import SpectrogramDataset
-    ds = SpectrogramDataset(data)
-    if len(ds.classes) < 2: raise ValueError(f"{data} has {len(ds.classes)} class folder(s): the benchmark needs two or more classes")
-    pool, _ = split_by_subject(SimpleNamespace(y=torch.tensor(ds.labels), subjects=ds.subjects), s.test_pct, s.split_seed)
-    nested_subsets(SimpleNamespace(y=torch.tensor([ds.labels[i] for i in pool]), subjects=[ds.subjects[i] for i in pool], classes=ds.classes),
-                   s.sizes, s.split_seed)
-
-def _write_subset(prep:Path, files:list, classes:list, out:Path):
-    "A class-folder dataset of hard links to `files` of `prep` (copies where links fail)."
-    import os, shutil
-    with atomic_dir(out) as d:
-        for f in files:   # hard links, not symlinks: `find_images` leaves out symlinks that lead outside a folder
-            (d/f).parent.mkdir(parents=True, exist_ok=True)
-            try: os.link(prep/f, d/f)
-            except OSError: shutil.copyfile(prep/f, d/f)
-        save_json({c: i for i, c in enumerate(classes)}, d/'classes.json')
-
-def _fill_generated(model:Path, out:Path, per_class:int, s:BenchSettings, device, progress:bool):
-    "Generate into `out` until every class holds `per_class` images (resumes a folder a killed run left)."
-    from mdaug.generate import load_pipeline, claim_folder, class_counts, write_batches, next_seed
-    pipe = load_pipeline(model, device)
-    rows = claim_folder(out, 'generated', pipe)
-    have = class_counts(rows)
-    jobs = [i for i, c in enumerate(pipe.classes) for _ in range(per_class - sum(have.get(c, (0, 0))))]
-    if jobs: write_batches(pipe, out, rows, jobs, next_seed(rows), s.sampler, s.sample_steps, 0., s.guidance_scale, 32, None, progress)
-    save_json({c: i for i, c in enumerate(pipe.classes)}, out/'classes.json')
-
-# %% ../nbs/09_evaluate.ipynb #266f230c
-@contextlib.contextmanager
-def _timed(state:dict, key:str, save):
-    "Add the wall time of the `with` block to `state['seconds'][key]`, then `save()`."
-    t = time.time()
-    try: yield
-    finally:
-        state['seconds'][key] = round(state['seconds'].get(key, 0.) + time.time() - t, 1); save()
-
-def benchmark(data:str, # a class-folder dataset (a subject per image helps: `<subject>_<n>.png` or metadata.csv)
-              out:str='runs/benchmark', # the run folder; run the same command again to resume
-              preset:str|None=None, # 'ci', 'quick' (a first look), 'cpu' or 'gpu'; None: the run profile's name
-              sizes:str|None=None, # comma-separated real images per class, e.g. '5,10,20,50'; None: the preset's
-              seeds:int|None=None, # classifier seeds per arm; None: the preset's
-              image_size:int|None=None, # side of every image; None: the preset's
-              ldm_steps:int|None=None, # diffusion training steps per size; None: the preset's
-              gen_per_class:int|None=None, # generated images per class per size; None: the preset's
-              sift_threshold:float|None=None, # sifting confidence; None: the preset's
-              filter_low:float|None=None, # feature filter: near-copy cut, a quantile of real-to-real; None: preset's
-              filter_high:float|None=None, # feature filter: outlier cut, a quantile of real-to-real; None: the preset's
-              filter_other_class:bool|None=None, # feature filter: drop images nearest another class; None: the preset's
-              device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
-              progress:bool=True # show progress bars
-             ) -> Path:
-    "Does generated data help a classifier? Train it on real, real + generated, real + classic augmentation, ... at several real-data sizes; returns report.md."
-    preset = default(preset, lambda: get_profile().name)
-    if preset not in BENCH_PRESETS: raise ValueError(f"unknown benchmark preset {preset!r}: choose one of {sorted(BENCH_PRESETS)}")
-    over = dict(seeds=seeds, image_size=image_size, ldm_steps=ldm_steps, gen_per_class=gen_per_class, sift_threshold=sift_threshold,
-                filter_low=filter_low, filter_high=filter_high, filter_other_class=filter_other_class)
-    if exists(sizes):
-        try: over['sizes'] = tuple(int(v) for v in str(sizes).split(',') if v.strip()) if isinstance(sizes, str) else tuple(sizes)
-        except ValueError: raise ValueError(f"sizes must be comma-separated integers such as '5,10,20', got {sizes!r}") from None
-    out, t0 = Path(out), time.time()
-    # a run begun before a setting existed resumes as it began, unless that setting is given (then it is refused as changed)
-    known = load_json(out/'benchmark.json') if (out/'benchmark.json').is_file() else None
-    known = known.get('settings') if isinstance(known, dict) else None
-    legacy = {k: v for k, v in BENCH_LEGACY.items() if isinstance(known, dict) and k not in known and over.get(k) is None}
-    s = replace(BenchSettings(), **(BENCH_PRESETS[preset] | legacy | {k: v for k, v in over.items() if v is not None})).validate()
-    if not Path(data).is_dir(): raise FileNotFoundError(f"{data} is not a folder: pass a folder of class folders of spectrograms")
-    _check_pool(data, s)
-    settings = dict(asdict(s), sizes=list(s.sizes), data=str(Path(data).resolve()), preset=preset)
-    _claim(out, 'benchmark.json', settings, 'benchmark', dry=True, legacy=BENCH_LEGACY)
-    with folder_lock(out, what='mdaug benchmark'): return _bench_run(data, out, s, settings, device, progress, t0)
-
-def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:bool, t0:float) -> Path:
-    "The benchmark's stages in `out` (which the caller owns), each skipped when `benchmark.json` says it is done."
-    from mdaug.data import prepare
-    from mdaug.vqvae import train_vqvae
-    from mdaug.train import train_ldm, list_checkpoints, load_vqvae
-    preset = settings['preset']
-    state = _claim(out, 'benchmark.json', settings, 'benchmark', legacy=BENCH_LEGACY)
-    save = lambda: save_json(state, out/'benchmark.json')
-    device = default_device(device)
-    prof = 'ci' if preset == 'ci' else 'gpu' if preset == 'gpu' else 'cpu'
-    prep = out/'prepared'
-    if 'prepare' not in state['done']:
-        with _timed(state, 'prepare', save): rep = prepare(data, prep, image_size=s.image_size, channels=s.channels, progress=progress)
-        state['done']['prepare'] = dict(images=rep.n_ok, skipped=len(rep.skipped)); save()
-    allx = load_images(prep, channels=s.channels, progress=progress)
-    # the test split and the nested subsets are drawn once and kept, so a resumed run uses the same images
-    if 'split' not in state['done']:
-        pool_i, test_i = split_by_subject(allx, s.test_pct, s.split_seed)
-        pool = allx.subset(pool_i)
-        subs = nested_subsets(pool, s.sizes, s.split_seed)
-        state['done']['split'] = dict(test=[allx.files[i] for i in test_i], pool=pool.files,
-                                      subsets={str(k): [pool.files[i] for i in v] for k, v in subs.items()}); save()
-    sp = state['done']['split']
-    at = {f: i for i, f in enumerate(allx.files)}
-    test, pool = allx.subset([at[f] for f in sp['test']]), allx.subset([at[f] for f in sp['pool']])
-    real = {int(k): allx.subset([at[f] for f in v]) for k, v in sp['subsets'].items()}
-    if set(test.subjects) & set(pool.subjects) - {None}: raise RuntimeError("a subject is in both the test split and the training pool")
-    cs = ClassifierSettings(steps=s.clf_steps, input_size=min(48, s.image_size))
-    with _timed(state, 'reference classifier', save):
-        ref = _reference(out/'reference', pool, replace(cs, steps=s.ref_steps), device, progress)
-    if 'reference' not in state['done']:
-        acc, cm = accuracy(ref, test)
-        state['done']['reference'] = dict(accuracy=acc, confusion=cm.tolist(), n_train=len(pool), n_test=len(test)); save()
-    big = max(s.sizes)
-    for k in s.sizes:
-        if not (out/'subsets'/f'{k:03d}').is_dir(): _write_subset(prep, sp['subsets'][str(k)], allx.classes, out/'subsets'/f'{k:03d}')
-    if 'vqvae' not in state['done']:
-        with _timed(state, 'vqvae', save):
-            train_vqvae(out/'subsets'/f'{big:03d}', out/'vq', profile=prof, preset=s.vq_preset, steps=s.vq_steps, image_size=s.image_size,
-                        channels=s.channels, lpips_weight=0., resume=(out/'vq'/'latest').exists(), progress=progress)
-        state['done']['vqvae'] = True; save()
-    if 'vq_ceiling' not in state['done']:
-        state['done']['vq_ceiling'] = vq_ceiling(load_vqvae(out/'vq'/'best')[0].to(device), ref, test); save()
-    arms, sift, qual = (state['done'].setdefault(k, {}) for k in ('arms', 'sift', 'quality'))
-    filt = state['done'].setdefault('filters', {})   # what each filter dropped (absent in runs begun before it was recorded)
-    for k in s.sizes:
-        run = out/f'ldm_{k:03d}'
-        if f'ldm {k}' not in state['done']:
-            with _timed(state, 'diffusion models', save):
-                train_ldm(out/'subsets'/f'{k:03d}', out/'vq'/'best', run, profile=prof, steps=s.ldm_steps, unet_preset=s.unet_preset,
-                          sample_every=s.ldm_steps, log_with='none', resume='latest' if list_checkpoints(run) else None, progress=progress)
-            state['done'][f'ldm {k}'] = True; save()
-        with _timed(state, 'generation', save): _fill_generated(run/'model', out/'generated'/f'{k:03d}', s.gen_per_class, s, device, progress)
-        gen = load_images(out/'generated'/f'{k:03d}', channels=s.channels, classes=allx.classes, progress=False)
-        if str(k) not in qual:
-            with _timed(state, 'metrics', save): qual[str(k)] = quality(ref, real[k], test, gen, seed=s.split_seed)[0]; save()
-        for seed in range(s.seeds):
-            for arm, (use_real, use_gen, sifted, classic) in ARMS.items():
-                key = f'{k}/{arm}/{seed}'
-                if key in arms: continue
-                if sifted and f'{k}/{seed}' not in sift:
-                    fit = lambda r: train_classifier(r.x, r.y, len(allx.classes), cs, device=device, seed=seed)
-                    off = (s.filter_low, s.filter_high, s.filter_other_class) == (0, 1, False)
-                    folds = None if off else [(i, fit(real[k].subset(i))) for i in feature_folds(real[k], seed)]
-                    v = sift_generated(fit(real[k]), gen, real[k], s.sift_threshold, s.filter_low, s.filter_high,
-                                       s.filter_other_class, folds)
-                    sift[f'{k}/{seed}'], filt[f'{k}/{seed}'] = v['kept'], v['counts']; save()
-                g = gen.subset(sift[f'{k}/{seed}']) if sifted else gen
-                parts = ([real[k]] if use_real else []) + ([g] if use_gen else [])
-                x, y = torch.cat([q.x for q in parts]), torch.cat([q.y for q in parts])
-                with _timed(state, 'classifiers', save):
-                    if len(x) == 0: arms[key] = dict(accuracy=None, n_train=0)
-                    else:
-                        clf = train_classifier(x, y, len(allx.classes), cs, device=device, seed=seed, classic=classic,
-                                               progress=progress)
-                        acc, cm = accuracy(clf, test)
-                        arms[key] = dict(accuracy=acc, confusion=cm.tolist(), n_train=len(x))
-                save()
-    state['seconds']['total'] = round(sum(v for k, v in state['seconds'].items() if k != 'total'), 1); save()
-    summary = summarise(state)
-    save_json(summary, out/'results.json')
-    _bench_pictures(out, state, summary, allx, real, test)
-    with atomic_write(out/'report.md') as f: f.write(bench_report(summary, state))
-    if progress: print(f"benchmark finished: {out/'report.md'} ({time.time() - t0:.0f} s this run)")
-    return out/'report.md'
-
-# %% ../nbs/09_evaluate.ipynb #f398be33
-def summarise(state:dict) -> dict:
-    "Mean and std over seeds of every arm at every size, the gains over real-only, and the targets."
-    s, arms = state['settings'], state['done']['arms']
-    res = {}
-    for k in s['sizes']:
-        for arm in ARMS:
-            v = [arms[f'{k}/{arm}/{i}']['accuracy'] for i in range(s['seeds']) if arms.get(f'{k}/{arm}/{i}', {}).get('accuracy') is not None]
-            res.setdefault(arm, {})[str(k)] = dict(mean=float(np.mean(v)), std=float(np.std(v)), n=len(v)) if v else None
-    acc = lambda arm, k: (res[arm].get(str(k)) or {}).get('mean', float('nan'))
-    mid = [k for k in s['sizes'] if 10 <= k <= 20] or list(s['sizes'])
-    q = state['done']['quality']
-    checks = [  # (target, measured, test of one measured value)
-        ('real + gen beats real by >= 5 points at 10-20 per class', {str(k): 100 * (acc('real + gen', k) - acc('real', k)) for k in mid}, lambda v: v >= 5),
-        ('real + gen not worse than real + classic at 10-20 per class', {str(k): 100 * (acc('real + gen', k) - acc('real + classic', k)) for k in mid},
-         lambda v: v >= 0),
-        ('TSTR >= 90% of train-on-real', {str(k): acc('gen only (TSTR)', k) / acc('real', k) for k in s['sizes']}, lambda v: v >= .9),
-        ('FID(generated) <= 2x the real-vs-real floor', {str(k): q[str(k)]['fid_ratio'] for k in s['sizes']}, lambda v: v <= 2),
-        ('accuracy on VQ-VAE reconstructions >= 98% of the originals', state['done']['vq_ceiling']['ratio'], lambda v: v >= .98)]
-    targets = {t: v for t, v, _ in checks}
-    met = {t: all(map(ok, v.values())) if isinstance(v, dict) else ok(v) for t, v, ok in checks}
-    kept = {k: float(np.mean([len(state['done']['sift'][f'{k}/{i}']) for i in range(s['seeds']) if f'{k}/{i}' in state['done']['sift']] or [np.nan]))
-            for k in s['sizes']}
-    f = state['done'].get('filters', {})   # per size and seed: each filter's drops per reason, summed over classes
-    filters = {str(k): {str(i): {n: {r: sum(v) for r, v in c.items()} for n, c in f[f'{k}/{i}'].items()}
-                        for i in range(s['seeds']) if f'{k}/{i}' in f} for k in s['sizes']}
-    return dict(accuracy=res, targets=targets, met=met, quality=q, reference=state['done']['reference'],
-                vq_ceiling=state['done']['vq_ceiling'], sift_kept=kept, filters=filters, seconds=state['seconds'])
-
-# %% ../nbs/09_evaluate.ipynb #7b668682
-def plot_accuracy(summary:dict, title:str=''): # from `summarise`; a title
-    "Test accuracy against real images per class, one line per arm (mean ± std over seeds)."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for arm, v in summary['accuracy'].items():
-        ks = [int(k) for k in v if v[k]]
-        if not ks: continue
-        m, e = np.array([v[str(k)]['mean'] for k in ks]) * 100, np.array([v[str(k)]['std'] for k in ks]) * 100
-        ax.errorbar(ks, m, yerr=e, marker='o', capsize=3, label=arm, ls='--' if 'gen only' in arm else '-')
-    ax.set(xscale='log', xlabel='real training images per class', ylabel='test accuracy (%)', title=title or 'Does generated data help?')
-    ax.set_xticks([int(k) for k in next(iter(summary['accuracy'].values()))]); ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
-    ax.grid(alpha=.3); ax.legend(fontsize=7, ncol=2); fig.tight_layout()
-    return fig
-
-# %% ../nbs/09_evaluate.ipynb #390c642c
-def _bench_pictures(out:Path, state:dict, summary:dict, allx:Images, real:dict, test:Images):
-    "accuracy.png, confusion.png (smallest size), memorisation.png and closest.png (smallest size), samples.png."
-    s = state['settings']; k0 = min(s['sizes']); arms = state['done']['arms']
-    def put(fig, name):
-        with atomic_write(out/name, 'wb') as f: fig.savefig(f, format='png', dpi=110)
-        import matplotlib.pyplot as plt; plt.close(fig)
-    put(plot_accuracy(summary, f"{len(test)} held-out test images, {s['seeds']} seed(s) per point"), 'accuracy.png')
-    mats = {a: np.sum([arms[f'{k0}/{a}/{i}']['confusion'] for i in range(s['seeds']) if arms.get(f'{k0}/{a}/{i}', {}).get('confusion')], 0)
-            for a in ('real', 'real + classic', 'real + gen', 'gen only (TSTR)')}
-    put(plot_confusions({a: m for a, m in mats.items() if np.ndim(m) == 2}, allx.classes, f'{k0} real images per class, summed over seeds'), 'confusion.png')
-    gens = {k: load_images(out/'generated'/f'{k:03d}', channels=s['channels'], classes=allx.classes, progress=False) for k in s['sizes']}
-    mem = memorisation(gens[k0].x, real[k0].x, test.x)
-    put(plot_memorisation(mem, f"{k0} real images per class: {mem['share_closer']:.0%} of generated closer than any test image"), 'memorisation.png')
-    with atomic_write(out/'closest.png', 'wb') as f: closest_pairs(gens[k0].x, real[k0].x, mem).save(f, format='PNG')
-    rows = {}
-    for c, name in enumerate(allx.classes):
-        rows[name] = list(real[max(s['sizes'])].x[real[max(s['sizes'])].y == c][:2]) + [x for k in s['sizes'] for x in gens[k].x[gens[k].y == c][:2]]
-    with atomic_write(out/'samples.png', 'wb') as f:
-        labelled_grid(rows, header=['real'] * 2 + [f'gen {k}' for k in s['sizes'] for _ in range(2)]).save(f, format='PNG')
-
-def _filter_lines(summary:dict, s:dict) -> list:
-    "The report's table of what the classifier sift and the feature filter dropped at each size (mean over seeds)."
-    low, high, other = (s.get(k, v) for k, v in BENCH_LEGACY.items())   # a run begun before the filter: off
-    n = s['gen_per_class'] * len(summary['reference']['confusion'])
-    how = ("the feature filter was off (a run begun before it existed)" if low == 0 and high == 1 and not other else
-           f"the feature filter works in two folds, each a classifier trained on one subject-disjoint half of the size's real "
-           f"images, whose band is the other half's distances to that half (per class); it drops a generated image as a "
-           f"*near copy* when, in either fold, it is nearer a real image of its class than the band's {low * 100:g}th "
-           f"percentile, as an *outlier* when it is farther than the {high * 100:g}th percentile in both folds"
-           + (", and as *other class* when its nearest real image is of another class" if other else ""))
-    lines = ["## Filtering the generated images", "",
-             f"Each filter judges all {n} generated images of a size: the classifier sift drops those the real-only "
-             f"classifier is *unsure* of; {how}. Images per size, mean over seeds:", "",
-             "| size | classifier: unsure | features: near copy | features: outlier | features: other class | kept by both |",
-             "|---:|---:|---:|---:|---:|---:|"]
-    for k in s['sizes']:
-        per = list((summary.get('filters', {}).get(str(k)) or {}).values())
-        if not per:   # a run begun before the counts were recorded: only what sifting kept
-            kept = summary['sift_kept'].get(k, summary['sift_kept'].get(str(k), math.nan))
-            lines.append(f"| {k} | not recorded | | | | {kept:.1f} |"); continue
-        m = lambda f, r: float(np.mean([v[f].get(r, 0) for v in per]))
-        lines.append(f"| {k} | {m('classifier', 'unsure'):.1f} | {m('features', 'near copy'):.1f} | "
-                     f"{m('features', 'outlier'):.1f} | {m('features', 'other class'):.1f} | {m('combined', 'kept'):.1f} |")
-    return lines
-
-def bench_report(summary:dict, state:dict) -> str:
-    "The benchmark's results as markdown."
-    s, sec = state['settings'], summary['seconds']
-    lines = ["# mdaug benchmark: does generated data help a classifier?", "",
-             f"Data `{s['data']}` at {s['image_size']} px, preset `{s['preset']}`. Test set: {summary['reference']['n_test']} real images of "
-             f"subjects no model saw; training pool {summary['reference']['n_train']} images. For each size the diffusion model is trained only on "
-             f"that size's real images (nested subsets); the VQ-VAE once, on the largest subset. {s['seeds']} classifier seed(s) per arm, "
-             f"{s['clf_steps']} steps each; {s['gen_per_class']} generated images per class per size ({s['sampler']}, {s['sample_steps']} steps, "
-             f"guidance {s['guidance_scale']:g}). The sifted arms keep the generated images that the real-only classifier of the same size "
-             f"and seed gives at least {s['sift_threshold']:.0%} confidence in their class and that the feature filter keeps "
-             f"(below).", "",
-             "## Test accuracy (%), mean ± std over seeds", "",
-             "| arm | " + " | ".join(f"{k} / class" for k in s['sizes']) + " |", "|---|" + "---:|" * len(s['sizes'])]
-    for arm, v in summary['accuracy'].items(): lines.append(f"| {arm} | " + " | ".join(_pm(v[str(k)], 100) for k in s['sizes']) + " |")
-    lines += ["", "![accuracy](accuracy.png)", ""] + _filter_lines(summary, s) + [
-              "", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-    for t, v in summary['targets'].items():
-        m = (f"{v:.3f}" if isinstance(v, float) else ', '.join(f"{k}: {x:+.1f}" if 'points' in t or 'worse' in t else f"{k}: {x:.2f}" for k, x in v.items()))
-        lines.append(f"| {t} | {m} | {'yes' if summary['met'][t] else '**no**'} |")
-    lines += ["", "## Quality of the generated images per size", "",
-              "Reference classifier (all training-pool images): "
-              f"{summary['reference']['accuracy']:.1%} test accuracy. FID and KID in its feature space; the floor compares two subject-disjoint parts of the test set, the generated set is drawn to the first part's size and class counts.", "",
-              "| size | FID | floor | ratio | KID × 1000 | precision | recall | density | coverage | closer than any test image |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for k in s['sizes']:
-        q = summary['quality'][str(k)]; g = q['generated']
-        lines.append(f"| {k} | {g['fid']:.2f} | {q['floor']['fid']:.2f} | {q['fid_ratio']:.2f} | {g['kid'] * 1e3:.2f} ± {g['kid_std'] * 1e3:.2f} | "
-                     f"{g['precision']:.2f} | {g['recall']:.2f} | {g['density']:.2f} | {g['coverage']:.2f} | {q['memorisation']['share_closer']:.1%} |")
-    v = summary['vq_ceiling']
-    lines += ["", f"First stage: the reference classifier scores {v['accuracy_reconstructed']:.1%} on VQ-VAE reconstructions of the test set against "
-              f"{v['accuracy']:.1%} on the originals (ratio {v['ratio']:.3f}); PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}.", "",
-              "![confusion](confusion.png)", "", "![memorisation](memorisation.png)", "", "![closest](closest.png)", "", "![samples](samples.png)", "",
-              "## Cost", "", "| stage | seconds |", "|---|---:|"] + [f"| {k} | {v:.0f} |" for k, v in sec.items()] + [""]
-    return '\n'.join(lines)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from mdaug.core import sample_data, save_json
-from mdaug.evaluate import (BENCH_LEGACY, FEATURE_REASONS, BenchSettings, _claim, combine, confidence_filter,
-                            feature_filter, feature_folds, load_images, merge_folds, real_band, sift_generated,
-                            split_by_subject, train_classifier)
+from mdaug.evaluate import (FEATURE_REASONS, combine, confidence_filter, feature_filter, feature_folds, load_images,
+                            merge_folds, real_band, sift_generated, split_by_subject, train_classifier)
+from mdaug.experiments import BenchSettings
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +109,8 @@ def test_settings_are_checked(kw, msg):
     assert len(str(e.value).splitlines()) == 1
 
 
-def test_an_old_state_resumes_with_the_filter_off(tmp_path):
-    s = dict(sizes=[2], filter_low=0.05, filter_high=0.95, filter_other_class=True)
-    old = {k: v for k, v in s.items() if k not in BENCH_LEGACY}
-    save_json(dict(settings=old, done={}, seconds={}), tmp_path/'benchmark.json')
-    with pytest.raises(ValueError, match='other settings'):
-        _claim(tmp_path, 'benchmark.json', s, 'benchmark', legacy=BENCH_LEGACY)
-    state = _claim(tmp_path, 'benchmark.json', old | BENCH_LEGACY, 'benchmark', legacy=BENCH_LEGACY)
-    assert state['settings'] == old | BENCH_LEGACY                   # the new keys are added, the old ones kept
-
-
 def test_filter_options_on_the_command_line():
     r = subprocess.run([sys.executable, '-m', 'mdaug.cli', 'benchmark', '--help'], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    for o in ('--filter-low', '--filter-high', '--filter-other-class', '--sift-threshold'): assert o in r.stdout, o
+    for o in ('--filter-low', '--filter-high', '--filter-other-class', '--sift-thresholds', '--ratios', '--folds'): assert o in r.stdout, o

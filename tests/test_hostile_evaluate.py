@@ -60,7 +60,7 @@ def tiny(tmp_path_factory):
     ("evaluate", ["--image-size", "0"], "image_size must be at least 16"),
     ("evaluate", ["--seed", "-1"], "seed must be at least 0"),
     ("evaluate", ["--k", "50"], "k=50 neighbours need more than 50 images"),   # known once the folders are read
-    ("benchmark", ["--sift-threshold", "nan"], "sift_threshold must be in [0, 1)"),
+    ("benchmark", ["--sift-thresholds", "nan"], "sift_thresholds must be in [0, 1)"),
     ("benchmark", ["--image-size", "0"], "image_size must be at least 16"),
 ])
 def test_bad_number_exits_2_and_writes_nothing(tiny, tmp_path, cmd, opts, msg):
