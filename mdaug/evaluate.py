@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/evaluate.html.md"""
 
 # %% ../nbs/09_evaluate.ipynb #be7de281
 from __future__ import annotations
-import contextlib, math, random, time
+import math, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (exists, default, default_device, get_profile, save_json, load_json, atomic_write, atomic_dir,
+from .core import (exists, default, default_device, save_json, load_json, atomic_write, atomic_dir,
                         labelled_grid, check_fields, check_number, folder_lock)
 
 # %% auto #0

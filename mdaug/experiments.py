@@ -22,7 +22,7 @@ from .unet import UNET_PRESETS
 from .train import train_ldm, list_checkpoints, load_vqvae
 from .generate import load_pipeline, claim_folder, class_counts, write_batches, next_seed, check_sampling
 from .evaluate import (Images, load_images, split_by_subject, ClassifierSettings, train_classifier, accuracy,
-                            vq_ceiling, quality, quality_lines, memorisation, plot_memorisation, closest_pairs,
+                            vq_ceiling, quality, quality_lines, memorisation, plot_memorisation,
                             plot_confusions, sift_generated, feature_folds, match_counts, tune_classic, CLASSIC_GRID,
                             _claim, _reference)
 
@@ -97,6 +97,10 @@ def fold_plan(ims:Images, # every image of the benchmark
         pool = sorted(set(range(len(ims))) - set(test))
         P = ims.subset(pool)
         a, v = split_by_subject(P, val_pct, seed + f)
+        if known and {P.subjects[i] for i in a} & {P.subjects[i] for i in v}:   # a split of files: not by subject
+            raise ValueError(f"fold {f} keeps {len(set(P.subjects))} training subject(s), too few to hold one out for "
+                             f"validation: use fewer folds (now {k}) or data with more subjects (the fewest of a "
+                             f"class here: {max_folds(ims)})")
         V = P.subset(v)
         if min(V.counts(), default=0) < 1:
             c = ims.classes[V.counts().index(0)]
@@ -257,7 +261,7 @@ def ceiling_verdict(ratio:float, # accuracy on reconstructions / accuracy on ori
                              "generated data starts a few points behind")
     fix = ("train it longer or at a larger size, or start from the pretrained prior (first_stage='shipped')"
            if first_stage == 'train' else
-           f"the shipped VQ-VAE was trained at 128 px" + (f" and this run is at {image_size} px: run at image_size=128,"
+           "the shipped VQ-VAE was trained at 128 px" + (f" and this run is at {image_size} px: run at image_size=128,"
            if image_size != 128 else ":") + " or train one on your data (first_stage='train')")
     return (f"**generated data cannot help until the first stage keeps the classes apart** (ceiling {ratio:.2f}, "
             f"below 0.9): {fix}")
