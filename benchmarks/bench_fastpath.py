@@ -63,19 +63,20 @@ def sync(device):
 
 def train_arm(a, device, data, vq, work, name, kw):
     "Step times (s) of one `train_ldm` run with the arm's settings; its first step apart; CUDA peak memory."
-    from mdaug.train import train_ldm
+    from mdaug.train import train_ldm, make_settings
+    from mdaug.learner import FuncCB
     out = work/f'{name}-{time.monotonic_ns()}'
     out.mkdir(parents=True)
     if (work/'latents.safetensors').exists() and not kw.get('encode_every_batch'):   # the cache is keyed by content: encode once
         shutil.copy(work/'latents.safetensors', out/'latents.safetensors')
     stamps = []
-    def on_step(step, logs): sync(device); stamps.append(time.perf_counter())
+    def stamp(learn): sync(device); stamps.append(time.perf_counter())
     if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
     n = a.warmup + a.steps
     t0 = time.perf_counter()
-    train_ldm(data, vq, out, profile='ci', unet_preset=a.unet, steps=n, batch_size=a.batch_size, warmup_steps=1,
-              checkpoint_every=10**6, sample_every=10**6, sample_steps=1, log_with='none', progress=False, seed=0,
-              on_step=on_step, **kw)
+    s = make_settings('ci', unet_preset=a.unet, steps=n, batch_size=a.batch_size, warmup_steps=1, checkpoint_every=10**6,
+                      sample_every=10**6, sample_steps=1, log_with='none', seed=0, **kw)
+    train_ldm(data, vq, out, s, cbs=[FuncCB(after_step=stamp)], progress=False)
     if not (work/'latents.safetensors').exists() and (out/'latents.safetensors').exists():
         shutil.copy(out/'latents.safetensors', work/'latents.safetensors')
     steps = [b - a_ for a_, b in zip(stamps, stamps[1:])]
@@ -144,7 +145,7 @@ def training(a, device, size, work):
 
 def sampling(a, device, size, work):
     "Images/s of DDIM sampling + decoding through `load_pipeline`, per switch."
-    from mdaug.generate import MDaugPipeline, load_pipeline
+    from mdaug.pipeline import MDaugPipeline, load_pipeline
     from mdaug.train import make_settings, make_scheduler
     from mdaug.unet import build_unet
     from mdaug.core import default_dtype

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from mdaug.core import save_json
-from mdaug.generate import load_pipeline
+from mdaug.pipeline import load_pipeline
 
 
 def main():

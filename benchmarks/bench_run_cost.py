@@ -27,7 +27,7 @@ def run_cost(profile:str, image_size:int=128, channels:int=3, num_classes:int=7)
         with FlopCounterMode(display=False) as fc: vq(torch.randn(1, channels, image_size, image_size)).sample.float().pow(2).mean().backward()
     vq_step = fc.get_total_flops() * cfg.batch_size
     side = image_size // cfg.factor
-    ldm_step = unet_cost(LDM_PRESETS[profile]['unet_preset'], side, cfg.latent_channels, num_classes)['train_gflops'] * 1e9 * p.batch_size
+    ldm_step = unet_cost(LDM_PRESETS[profile].unet_preset, side, cfg.latent_channels, num_classes)['train_gflops'] * 1e9 * p.batch_size
     return dict(profile=profile, vq_steps=cfg.steps, vq_batch=cfg.batch_size, vq_pflop=vq_step * cfg.steps / 1e15,
                 ldm_steps=p.ldm_steps, ldm_batch=p.batch_size, ldm_pflop=ldm_step * p.ldm_steps / 1e15)
 

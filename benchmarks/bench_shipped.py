@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from mdaug.core import save_json, load_json, image_to_tensor
 from mdaug.data import get_dataloaders
-from mdaug.generate import load_pipeline, model_id
+from mdaug.pipeline import load_pipeline, model_id
 from mdaug.simulate import simulate_dataset, sample_params, simulate_sample, to_image
 from mdaug.vqvae import vq_forward, psnr, ssim, code_stats
 

@@ -73,7 +73,7 @@ def sync(device):
 
 
 def bench_ratio(args, device, vq_preset, unet_preset):
-    from mdaug.vqvae import infinite_batches
+    from mdaug.data import infinite_batches
     vq, ds, lat_ds, unet, ac, ncls = setup(args, device, vq_preset, unet_preset)
     step = make_step(unet, ac, ncls, device)
     sf = vq.config.scaling_factor

@@ -63,14 +63,14 @@ def main():
     p.add_argument('--preset', default='quick'); p.add_argument('--seeds', default='0,1', help='two split seeds')
     p.add_argument('--results', default=None, help='where the JSON goes (default benchmarks/results/<out folder name>.json)')
     a = p.parse_args()
-    from mdaug.experiments import benchmark
+    from mdaug.experiments import benchmark, bench_settings
     out = Path(a.out); data = Path(a.data)
     if a.figures:
         data = out/'figures' if (out/'figures'/'metadata.csv').is_file() else make_figures(data, out/'figures')
     runs, secs = {}, {}
     for seed in map(int, a.seeds.split(',')):
         t = time.time()
-        benchmark(str(data), str(out/f'seed{seed}'), preset=a.preset, split_seed=seed, progress=False)
+        benchmark(str(data), str(out/f'seed{seed}'), bench_settings(a.preset, split_seed=seed), progress=False)
         secs[seed] = round(time.time() - t, 1)
         runs[seed] = json.loads((out/f'seed{seed}'/'results.json').read_text())
         print(f"split seed {seed}: {secs[seed]:.0f} s", flush=True)

@@ -9,13 +9,15 @@ Target run (simulates the cpu-profile set):   python benchmarks/bench_vqvae.py -
 """
 from __future__ import annotations
 import argparse, os, platform, shlex, sys, tempfile, time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mdaug.core import get_profile, sample_data, save_json, load_json
+from mdaug.core import get_profile, save_json, load_json
+from mdaug.data import sample_data
 from mdaug.vqvae import make_config, fit_vqvae, psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +75,8 @@ def main(argv=None):
           f"levels={cfg.levels} -> factor {cfg.factor}, latents {cfg.latent_shape}; torch threads {torch.get_num_threads()}", flush=True)
 
     t0 = time.time()
-    best = fit_vqvae(cfg, dls.train_ds, dls.valid_ds, out, resume=(out/'latest').exists(), progress=False,
-                     log_with=None, max_minutes=a.minutes)
+    best = fit_vqvae(replace(cfg, log_with='none', max_minutes=a.minutes), dls.train_ds, dls.valid_ds, out, resume=True,
+                     progress=False)
     train_s = time.time() - t0
     hist = load_json(out/'history.json')
     m = load_json(best/'metrics.json')

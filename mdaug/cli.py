@@ -10,7 +10,13 @@ import argparse, importlib, inspect, os, platform, sys, time
 from pathlib import Path
 
 import torch
-from .core import get_profile, PROFILES, add_fn_args, save_json, load_json, image_to_tensor
+from PIL import Image
+from .core import (get_profile, PROFILES, add_fn_args, save_json, load_json, image_to_tensor, folder_lock,
+                        atomic_write)
+from .evaluate import nearest
+from .generate import read_rows, augment, augmented_grid, class_counts
+from .pipeline import check_sampling, load_pipeline, model_id
+from .simulate import simulate_dataset
 
 # %% auto #0
 __all__ = ['COMMANDS', 'SKIP', 'USER_ERRORS', 'demo', 'build_parser', 'main']
@@ -18,50 +24,57 @@ __all__ = ['COMMANDS', 'SKIP', 'USER_ERRORS', 'demo', 'build_parser', 'main']
 # %% ../nbs/11_cli.ipynb #00c12273
 def _nearest_check(aug:Path, channels:int) -> dict:
     "Per class: share of generated images whose nearest real image (RMS) is of the same class, and median distances."
-    from PIL import Image
-    from mdaug.generate import read_rows, nearest
     rows = read_rows(aug)
     load = lambda rs: torch.stack([image_to_tensor(Image.open(aug/r['file']), channels) for r in rs])
-    real = [r for r in rows if r['generated'] == '0']; gen = [r for r in rows if r['generated'] == '1']
+    real, gen = [r for r in rows if r['generated'] == '0'], [r for r in rows if r['generated'] == '1']
     if not real or not gen: return {}
     xr, xg = load(real), load(gen)
     dg, ig = nearest(xg, xr); dr, ir = nearest(xr, xr, exclude_self=True)
     out = {}
     for c in dict.fromkeys(r['class'] for r in rows):
-        k = [i for i, r in enumerate(gen) if r['class'] == c]; kr = [i for i, r in enumerate(real) if r['class'] == c]
+        k, kr = [i for i, r in enumerate(gen) if r['class'] == c], [i for i, r in enumerate(real) if r['class'] == c]
         if not k: continue
-        out[c] = dict(same_class=sum(real[ig[i]]['class'] == c for i in k) / len(k), gen_to_real=float(dg[k].median()),
-                      real_to_real=float(dr[kr].median()) if kr else float('nan'))
+        out[c] = dict(same_class=sum(real[ig[i]]['class'] == c for i in k) / len(k),
+                      gen_to_real=float(dg[k].median()), real_to_real=float(dr[kr].median()) if kr else float('nan'))
     return out
 
 def _report(out:Path, info:dict) -> str:
     "The demo's report as markdown."
     g, m, nn = info['generation'], info['model'], info['nearest']
     lines = ["# mdaug demo", "",
-             f"Made by `mdaug demo` in {info['seconds']:.0f} s on {info['device']} ({info['machine']}, torch {torch.__version__}).", "",
+             f"Made by `mdaug demo` in {info['seconds']:.0f} s on {info['device']} ({info['machine']}, "
+             f"torch {torch.__version__}).", "",
              "![Real (left) and generated (right) spectrograms, one row per class](grid.png)", "",
              "## Data", "",
-             f"`real/`: the simulated sample dataset (seed {info['seed']}; the model never saw it). `augmented/`: the real images and the generated "
-             f"ones side by side, listed in `augmented/metadata.csv` (column `generated`).", "",
+             f"`real/`: the simulated sample dataset (seed {info['seed']}; the model never saw it). "
+             "`augmented/`: the real images and the generated ones side by side, listed in `augmented/metadata.csv` "
+             "(column `generated`).", "",
              "| class | real | generated | total |", "|---|---:|---:|---:|"]
     for c, (r, n) in info['counts'].items(): lines.append(f"| {c} | {r} | {n} | {r + n} |")
     lines += ["", "## Model", "",
-              f"`{m['path']}`, identity `{m['id']}` (SHA-256 of its weights), {m['classes']} classes, {m['image_size']} px, "
-              f"{m['channels']} channel(s); diffusion steps trained: {m.get('steps_trained') or 'unknown'}"
+              f"`{m['path']}`, identity `{m['id']}` (SHA-256 of its weights), {m['classes']} classes, "
+              f"{m['image_size']} px, {m['channels']} channel(s); "
+              f"diffusion steps trained: {m.get('steps_trained') or 'unknown'}"
               + (f"; VQ-VAE PSNR on its validation images: {m['vq_psnr']:.1f} dB." if m.get('vq_psnr') else "."), "",
               "## Generation", "",
-              f"{g['images']} images with `{g['sampler']}`, {g['steps']} steps, guidance {g['guidance_scale']:g}, in {g['seconds']:.1f} s "
-              f"({g['seconds'] / max(g['images'], 1):.2f} s per image). Each row of `augmented/metadata.csv` holds the seed and settings "
-              f"that make its image again (`mdaug.generate.regenerate`).", "",
+              f"{g['images']} images with `{g['sampler']}`, {g['steps']} steps, guidance {g['guidance_scale']:g}, "
+              f"in {g['seconds']:.1f} s ({g['seconds'] / max(g['images'], 1):.2f} s per image). Each row of "
+              "`augmented/metadata.csv` holds the seed and settings that make its image again "
+              "(`mdaug.generate.regenerate`).", "",
               "## How close are the generated images to real ones?", "",
-              "For each generated image, the nearest real image of the demo's set (RMS distance over pixels in [-1, 1]), against real "
-              "images' distance to their nearest other real image. 'Same class' is the share of generated images whose nearest real image "
-              "is of the class they were generated for.", "",
-              "| class | same class | generated -> nearest real (median) | real -> nearest other real (median) |", "|---|---:|---:|---:|"]
-    for c, v in nn.items(): lines.append(f"| {c} | {v['same_class']:.0%} | {v['gen_to_real']:.3f} | {v['real_to_real']:.3f} |")
-    lines += ["", "Next: `mdaug generate --help`, `mdaug augment --help`, and `mdaug fit my_data --out runs/mine` for your own data.", ""]
+              "For each generated image, the nearest real image of the demo's set "
+              "(RMS distance over pixels in [-1, 1]), against real images' distance to their nearest other real image. "
+              "'Same class' is the share of generated images whose nearest real image is of the class they were "
+              "generated for.", "",
+              "| class | same class | generated -> nearest real (median) | real -> nearest other real (median) |",
+              "|---|---:|---:|---:|"]
+    for c, v in nn.items():
+        lines.append(f"| {c} | {v['same_class']:.0%} | {v['gen_to_real']:.3f} | {v['real_to_real']:.3f} |")
+    lines += ["", "Next: `mdaug generate --help`, `mdaug augment --help`, and `mdaug fit my_data --out runs/mine` "
+              "for your own data.", ""]
     return '\n'.join(lines)
 
+# %% ../nbs/11_cli.ipynb #1a41be3c
 def demo(out:str='runs/demo', # output folder (running the demo again adds nothing and overwrites nothing)
          model:str|None=None, # a model folder; None: the shipped model
          per_class:int|None=None, # generated images per class; None: 8 (1 with the `ci` profile)
@@ -72,60 +85,70 @@ def demo(out:str='runs/demo', # output folder (running the demo again adds nothi
          seed:int=0, # simulation seed (0 makes the shipped sample set)
          progress:bool=True # show progress bars
         ) -> Path:
-    "Simulate the sample data, generate every class with the shipped model, write an augmented dataset, a grid and a report; returns the report."
-    from mdaug.generate import check_sampling
-    from mdaug.core import folder_lock
+    "Simulate sample data, generate each class with the shipped model, write an augmented dataset, a grid and a report."
     t0, p, out = time.time(), get_profile(profile), Path(out)
     ci = p.name == 'ci'
-    per_class, steps = per_class if per_class is not None else (1 if ci else 8), steps if steps is not None else (2 if ci else 20)
+    per_class = per_class if per_class is not None else (1 if ci else 8)
+    steps = steps if steps is not None else (2 if ci else 20)
     check_sampling(sampler, steps, count=per_class, guidance_scale=guidance_scale)
-    with folder_lock(out, 'mdaug demo'): return _demo(out, model, per_class, steps, sampler, guidance_scale, p, seed, progress, t0)
+    with folder_lock(out, 'mdaug demo'):
+        return _demo(out, model, per_class, steps, sampler, guidance_scale, p, seed, progress, t0)
 
 def _demo(out, model, per_class, steps, sampler, guidance_scale, p, seed, progress, t0):
     "The demo's work, in the folder `demo` owns."
-    from mdaug.simulate import simulate_dataset
-    from mdaug.generate import load_pipeline, model_id, augment, augmented_grid, read_rows, class_counts
-    from mdaug.core import atomic_write
     if out.exists() and any(out.iterdir()) and not (out/'demo.json').is_file():
         raise FileExistsError(f"{out} holds other files: choose a new folder for the demo (e.g. --out runs/demo)")
-    out.mkdir(parents=True, exist_ok=True); save_json(dict(started=time.strftime('%Y-%m-%d %H:%M:%S')), out/'demo.json')
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(dict(started=time.strftime('%Y-%m-%d %H:%M:%S')), out/'demo.json')
     pipe = load_pipeline(model)
     n_sub, n_per = min(3, p.sim_subjects), min(4, p.sim_per_subject)
-    simulate_dataset(out/'real', n_subjects=n_sub, n_per_subject=n_per, image_size=pipe.image_size, channels=pipe.channels,
-                     seed=seed, progress=progress)
+    simulate_dataset(out/'real', n_subjects=n_sub, n_per_subject=n_per, image_size=pipe.image_size,
+                     channels=pipe.channels, seed=seed, progress=progress)
     n_gen = lambda: sum(r['generated'] == '1' for r in read_rows(out/'augmented'))
     tg = time.time(); before = n_gen()
     augment(out/'real', pipe, out/'augmented', per_class=n_sub * n_per + per_class, sampler=sampler, steps=steps,
             guidance_scale=guidance_scale, progress=progress)
     rows = read_rows(out/'augmented'); gen_s = time.time() - tg
     with atomic_write(out/'grid.png', 'wb') as f: augmented_grid(out/'augmented', n=4).save(f, format='PNG')
-    meta = load_json(Path(pipe._mdaug_path)/'mdaug.json') if (Path(pipe._mdaug_path)/'mdaug.json').is_file() else {}
-    vqm = Path(pipe._mdaug_path)/'vqvae'/'metrics.json'
+    where = Path(pipe._mdaug_path)
+    meta = load_json(where/'mdaug.json') if (where/'mdaug.json').is_file() else {}
+    vqm = where/'vqvae'/'metrics.json'
     counts = class_counts(rows)
-    info = dict(seconds=time.time() - t0, device=pipe.device.type, machine=f"{platform.machine()}, {os.cpu_count()} cores", seed=seed,
-                counts=counts, model=dict(path=pipe._mdaug_path, id=model_id(pipe), classes=len(pipe.classes), image_size=pipe.image_size,
-                                          channels=pipe.channels, steps_trained=meta.get('steps_trained'),
-                                          vq_psnr=load_json(vqm).get('psnr') if vqm.is_file() else None),
-                generation=dict(images=n_gen() - before, sampler=sampler, steps=steps, guidance_scale=guidance_scale, seconds=gen_s),
+    model_info = dict(path=pipe._mdaug_path, id=model_id(pipe), classes=len(pipe.classes), image_size=pipe.image_size,
+                      channels=pipe.channels, steps_trained=meta.get('steps_trained'),
+                      vq_psnr=load_json(vqm).get('psnr') if vqm.is_file() else None)
+    info = dict(seconds=time.time() - t0, device=pipe.device.type,
+                machine=f"{platform.machine()}, {os.cpu_count()} cores", seed=seed, counts=counts, model=model_info,
+                generation=dict(images=n_gen() - before, sampler=sampler, steps=steps, guidance_scale=guidance_scale,
+                                seconds=gen_s),
                 nearest=_nearest_check(out/'augmented', pipe.channels))
     with atomic_write(out/'report.md') as f: f.write(_report(out, info))
     save_json(info, out/'demo.json')
-    print(f"{sum(a for a, b in counts.values())} real + {sum(b for a, b in counts.values())} generated spectrograms of {len(counts)} classes "
-          f"in {out/'augmented'}; grid {out/'grid.png'}; report {out/'report.md'} ({info['seconds']:.0f} s)")
+    print(f"{sum(a for a, b in counts.values())} real + {sum(b for a, b in counts.values())} generated spectrograms of "
+          f"{len(counts)} classes in {out/'augmented'}; grid {out/'grid.png'}; report {out/'report.md'} "
+          f"({info['seconds']:.0f} s)")
     return out/'report.md'
 
 # %% ../nbs/11_cli.ipynb #ff2e40e7
 COMMANDS = {
     'simulate':    ('mdaug.simulate:simulate_dataset', (), 'simulate a labelled micro-Doppler dataset'),
     'prep':        ('mdaug.data:prepare', ('src',), 'prepare images for training (resize, channels, bad files)'),
-    'train-vqvae': ('mdaug.vqvae:train_vqvae', ('data',), 'train the VQ-VAE first stage'),
-    'train-ldm':   ('mdaug.train:train_ldm', ('data', 'vqvae'), 'train the latent diffusion model (single process; use accelerate launch -m mdaug.train for many)'),
-    'fit':         ('mdaug.generate:fit', ('data',), 'prepare your data and train both stages into one model folder (resumable)'),
-    'generate':    ('mdaug.generate:generate', ('model',), 'generate labelled spectrograms (or variations of real ones, --source) to files with metadata'),
-    'augment':     ('mdaug.generate:augment', ('data', 'model'), 'write an augmented dataset: real and generated images side by side'),
-    'evaluate':    ('mdaug.evaluate:evaluate', ('real', 'generated'), 'score generated spectrograms against real ones (FID/KID floor, precision/recall, memorisation)'),
-    'benchmark':   ('mdaug.experiments:benchmark', ('data',), 'does generated data help a classifier? the augmentation benchmark (resumable)'),
-    'demo':        ('mdaug.cli:demo', (), 'the main job on the shipped data and model: generate, augment, grid and report'),
+    'train-vqvae': ('mdaug.vqvae', ('data',), 'train the VQ-VAE first stage'),
+    'train-ldm':   ('mdaug.train', ('data', 'vqvae'),
+                    'train the latent diffusion model (every TrainSettings setting is an option; one process: '
+                    'use accelerate launch -m mdaug.train for many)'),
+    'fit':         ('mdaug.experiments:fit', ('data',),
+                    'prepare your data and train both stages into one model folder (resumable)'),
+    'generate':    ('mdaug.generate:generate', ('model',),
+                    'generate labelled spectrograms (or variations of real ones, --source) to files with metadata'),
+    'augment':     ('mdaug.generate:augment', ('data', 'model'),
+                    'write an augmented dataset: real and generated images side by side'),
+    'evaluate':    ('mdaug.evaluate:evaluate', ('real', 'generated'),
+                    'score generated spectrograms against real ones (FID/KID floor, precision/recall, memorisation)'),
+    'benchmark':   ('mdaug.experiments', ('data',),
+                    'does generated data help a classifier? the augmentation benchmark (resumable)'),
+    'demo':        ('mdaug.cli:demo', (),
+                    'the main job on the shipped data and model: generate, augment, grid and report'),
 }
 SKIP = ('on_step',) # Python-only parameters
 
@@ -133,19 +156,24 @@ class _Help(argparse.HelpFormatter):
     "Show a default in the help only when there is one worth showing."
     def _get_help_string(self, action):
         h = action.help or ''
-        if action.default not in (None, True, False, argparse.SUPPRESS) and (action.option_strings or action.nargs == '?'): h += ' (default: %(default)s)'
+        worth = action.default not in (None, True, False, argparse.SUPPRESS)
+        if worth and (action.option_strings or action.nargs == '?'): h += ' (default: %(default)s)'
         return h
 
 def _load(target:str):
     mod, fn = target.split(':')
     return getattr(importlib.import_module(mod), fn)
 
+def _module_command(mod):
+    "A module with a command line of its own (`cli_parser()`, `from_args(ns)`), called like the others: with keywords."
+    return lambda **a: mod.from_args(argparse.Namespace(**a))
+
 # %% ../nbs/11_cli.ipynb #4e173433
 class _Parser(argparse.ArgumentParser):
     "An argument parser whose mistakes are one line that says where to look, not a usage block."
     def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
-def build_parser(commands:dict|None=None, # name -> (module:function, positional names, help); default `COMMANDS`
+def build_parser(commands:dict|None=None, # name -> (module:function or module, positionals, help); default `COMMANDS`
                  only:str|None=None # build only this subcommand's options (the others are listed by name); None: all
                 ) -> argparse.ArgumentParser:
     "The `mdaug` argument parser: one subcommand per stage, options from each function's signature."
@@ -154,6 +182,11 @@ def build_parser(commands:dict|None=None, # name -> (module:function, positional
     for name, (target, pos, hlp) in (commands or COMMANDS).items():
         if only is not None and name != only:
             sub.add_parser(name, help=hlp, description=hlp); continue
+        if ':' not in target:  # its options come from the module's settings dataclass
+            mod = importlib.import_module(target); own = mod.cli_parser()
+            s = sub.add_parser(name, help=hlp, description=own.description, parents=[own], conflict_handler='resolve',
+                               formatter_class=_Help)
+            s.set_defaults(_fn=_module_command(mod)); continue
         fn = _load(target)
         s = sub.add_parser(name, help=hlp, description=(fn.__doc__ or hlp), formatter_class=_Help)
         add_fn_args(s, fn, pos=pos, skip=SKIP)
@@ -178,13 +211,16 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         print(f"mdaug {cmd}: error: {e}", file=sys.stderr)
         return 2
     except (MemoryError, torch.OutOfMemoryError) as e:
-        print(f"mdaug {cmd}: error: out of memory ({type(e).__name__}{': ' + str(e).splitlines()[0] if str(e) else ''}): "
+        why = ': ' + str(e).splitlines()[0] if str(e) else ''
+        print(f"mdaug {cmd}: error: out of memory ({type(e).__name__}{why}): "
               f"lower the image size or the batch size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"mdaug {cmd}: interrupted; what was finished is kept (run the same command again to continue where it can)", file=sys.stderr)
+        print(f"mdaug {cmd}: interrupted; what was finished is kept "
+              "(run the same command again to continue where it can)", file=sys.stderr)
         return 130
-    if cmd == 'prep' and not a.get('progress', True): print(res)  # with progress on, `prepare` prints its summary itself
+    if cmd == 'prep' and not a.get('progress', True):
+        print(res)  # with progress on, `prepare` prints its summary itself
     elif res is not None and cmd != 'prep': print(res)
     return 0
 

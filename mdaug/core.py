@@ -6,21 +6,31 @@ Docs: https://mdaug.github.io/mdaug/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #dadafacb
 from __future__ import annotations
-import os, json, math, random, tempfile, contextlib
+import os, glob, json, math, time, pickle, random, shutil, socket, inspect, argparse, tempfile, contextlib
 from dataclasses import dataclass, asdict, replace, fields
+import typing
+from fastcore.docments import docments
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+import matplotlib.pyplot as plt
+from PIL import Image, ImageDraw, ImageFont
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+
+import mdaug
+try: import fcntl
+except ImportError: fcntl = None  # Windows: no advisory file locks
 
 # %% auto #0
-__all__ = ['PROFILES', 'SAMPLE_RECIPE', 'exists', 'default', 'default_device', 'default_dtype', 'resolve_precision',
-           'seed_everything', 'image_to_tensor', 'tensor_to_image', 'image_grid', 'show_images', 'labelled_grid',
-           'Profile', 'check_fields', 'in_test', 'get_profile', 'check_finite_fields', 'atomic_write', 'atomic_dir',
-           'save_json', 'load_json', 'FolderLocked', 'lock_path', 'folder_lock', 'check_number', 'memory_bytes',
-           'fmt_bytes', 'check_memory', 'UnsafeFileError', 'unsafe_file', 'load_weights', 'refuse_pickles',
-           'make_accelerator', 'shipped', 'cache_dir', 'folder_digests', 'sample_data', 'add_fn_args']
+__all__ = ['PROFILES', 'exists', 'default', 'default_device', 'default_dtype', 'resolve_precision', 'seed_everything',
+           'image_to_tensor', 'tensor_to_image', 'image_grid', 'show_images', 'labelled_grid', 'Profile',
+           'check_fields', 'in_test', 'get_profile', 'check_finite_fields', 'atomic_write', 'atomic_dir', 'save_json',
+           'load_json', 'FolderLocked', 'lock_path', 'folder_lock', 'SettingsChanged', 'settings_diff',
+           'check_settings', 'claim_run', 'check_number', 'memory_bytes', 'fmt_bytes', 'check_memory',
+           'UnsafeFileError', 'unsafe_file', 'load_weights', 'refuse_pickles', 'make_accelerator', 'shipped',
+           'add_fn_args', 'add_settings_args', 'settings_args']
 
 # %% ../nbs/00_core.ipynb #237293c8
 def exists(x): 
@@ -33,34 +43,41 @@ def default(x, d):
     return d() if callable(d) else d
 
 # %% ../nbs/00_core.ipynb #7f91f963
+def _has_mps() -> bool: return getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
+
 def default_device(prefer:str|None=None # 'cuda', 'mps' or 'cpu'; None picks the best available
                   ) -> torch.device:
     "The best available device: CUDA, then Apple MPS, then CPU; a device asked for by name must exist."
     if prefer is not None:
         try: d = torch.device(prefer)
-        except RuntimeError: raise ValueError(f"device={prefer!r} is not a device name: pass 'cuda', 'cuda:1', 'mps' or 'cpu'") from None
+        except RuntimeError:
+            raise ValueError(f"device={prefer!r} is not a device name: pass 'cuda', 'cuda:1', 'mps' or 'cpu'") from None
         if d.type == 'cuda' and not torch.cuda.is_available():
-            raise ValueError(f"device={prefer!r} asked for a CUDA GPU but PyTorch sees none here: leave the device out or pass 'cpu'")
+            raise ValueError(f"device={prefer!r} asked for a CUDA GPU but PyTorch sees none here: "
+                             "leave the device out or pass 'cpu'")
         if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
-            raise ValueError(f"device={prefer!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s): pass 'cuda:0' or leave it out")
-        if d.type == 'mps' and not (getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()):
-            raise ValueError(f"device={prefer!r} asked for Apple's MPS but PyTorch sees none here: leave the device out or pass 'cpu'")
+            raise ValueError(f"device={prefer!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
+                             "pass 'cuda:0' or leave it out")
+        if d.type == 'mps' and not _has_mps():
+            raise ValueError(f"device={prefer!r} asked for Apple's MPS but PyTorch sees none here: "
+                             "leave the device out or pass 'cpu'")
         return d
     if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+    if _has_mps(): return torch.device('mps')
     return torch.device('cpu')
 
 def default_dtype(device:torch.device|str|None=None # device the model runs on
                  ) -> torch.dtype:
-    "Autocast dtype for `device`: bfloat16 on GPUs that run it natively (compute capability 8.0+), float16 on older GPUs, float32 elsewhere."
+    "Autocast dtype for `device`: bfloat16 on GPUs that run it natively (compute 8.0+), float16 on older, else float32."
     device = torch.device(default(device, default_device()))
-    if device.type == 'cuda': return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+    if device.type == 'cuda':
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return torch.float32
 
 def resolve_precision(mixed_precision:str, # 'no', 'fp16', 'bf16' or 'auto'
                       device:torch.device|str|None=None # device the model trains on
                      ) -> str:
-    "accelerate's `mixed_precision` for a setting: 'auto' becomes 'bf16', 'fp16' or 'no' as `default_dtype` decides; the others pass through."
+    "accelerate's `mixed_precision` for a setting: 'auto' becomes 'bf16', 'fp16' or 'no' as `default_dtype` decides."
     if mixed_precision != 'auto': return mixed_precision
     return {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(default_dtype(device), 'no')
 
@@ -88,7 +105,8 @@ def tensor_to_image(t:torch.Tensor # `(C, H, W)` or `(1, C, H, W)` in [-1, 1], C
     "A tensor in [-1, 1] as an 8-bit PIL image (grayscale for one channel)."
     t = t.detach().float().cpu()
     if t.ndim == 4 and t.shape[0] == 1: t = t[0]
-    if t.ndim != 3 or t.shape[0] not in (1, 3): raise ValueError(f"expected (C, H, W) with C in (1, 3), got {tuple(t.shape)}")
+    if t.ndim != 3 or t.shape[0] not in (1, 3):
+        raise ValueError(f"expected (C, H, W) with C in (1, 3), got {tuple(t.shape)}")
     a = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
     return Image.fromarray(a[0], 'L') if a.shape[0] == 1 else Image.fromarray(a.transpose(1, 2, 0), 'RGB')
 
@@ -115,9 +133,10 @@ def show_images(images, # as for `image_grid`
                 ncols:int|None=None, # columns
                 figsize_per:float=2.0, # inches per tile
                 suptitle:str|None=None, # a title for the figure
-                cmap:str='gray'): # colormap for single-channel images
+                cmap:str='gray', # colormap for single-channel images
+                xlabel:str|None='time', # label of the figure's x axis (None: none); time runs left to right
+                ylabel:str|None='Doppler'): # label of its y axis (None: none); approaching targets at the top
     "Plot `images` in a matplotlib grid with optional titles; returns the figure."
-    import matplotlib.pyplot as plt
     ims = [tensor_to_image(o) if isinstance(o, torch.Tensor) else o for o in images]
     n = len(ims); ncols = min(default(ncols, math.ceil(math.sqrt(n))), n); nrows = math.ceil(n / ncols)
     fig, axs = plt.subplots(nrows, ncols, figsize=(figsize_per*ncols, figsize_per*nrows), squeeze=False)
@@ -127,13 +146,14 @@ def show_images(images, # as for `image_grid`
         ax.imshow(ims[i], cmap=cmap if ims[i].mode == 'L' else None)
         if titles is not None: ax.set_title(str(titles[i]), fontsize=8)
     if suptitle: fig.suptitle(suptitle)
+    if xlabel: fig.supxlabel(xlabel, fontsize=9)
+    if ylabel: fig.supylabel(ylabel, fontsize=9)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/00_core.ipynb #1377742f
 def _font(size:int):
     "PIL's built-in font at `size` pixels (Pillow >= 10.1), else its fixed bitmap font."
-    from PIL import ImageFont
     try: return ImageFont.load_default(size=size)
     except TypeError: return ImageFont.load_default()
 
@@ -144,7 +164,6 @@ def labelled_grid(rows:dict, # row title -> images (a batch tensor in [-1, 1], o
                   font_size:int|None=None # text height in pixels; default: a fifth of a tile, at least 10
                  ) -> Image.Image:
     "One row of tiles per key of `rows`, its title written on the left; missing tiles stay blank."
-    from PIL import ImageDraw
     if not rows: raise ValueError("labelled_grid needs at least one row")
     ims = {k: [tensor_to_image(o) if isinstance(o, torch.Tensor) else o for o in v] for k, v in rows.items()}
     ncols = default(ncols, max(len(v) for v in ims.values()))
@@ -158,7 +177,8 @@ def labelled_grid(rows:dict, # row title -> images (a batch tensor in [-1, 1], o
     top = (max(measure.textbbox((0, 0), str(s), font=font)[3] for s in header) + 2 * pad) if header else 0
     grid = Image.new('RGB', (left + ncols * (w + pad) - pad, top + len(ims) * (h + pad) - pad), 'white')
     d = ImageDraw.Draw(grid)
-    for j, s in enumerate(header or []): d.text((left + j * (w + pad) + (w - tw(s)) // 2, pad), str(s), fill='black', font=font)
+    for j, s in enumerate(header or []):
+        d.text((left + j * (w + pad) + (w - tw(s)) // 2, pad), str(s), fill='black', font=font)
     for i, (k, v) in enumerate(ims.items()):
         y = top + i * (h + pad)
         d.text((pad, y + h // 2), str(k), fill='black', font=font, anchor='lm')
@@ -209,15 +229,17 @@ def get_profile(name:str|None=None, # 'ci', 'cpu' or 'gpu'; None chooses automat
                 **overrides # change single fields, e.g. `image_size=64`
                ) -> Profile:
     "The run profile `name`, else `$MDAUG_PROFILE`, else `ci` under test, `gpu` with CUDA, `cpu` otherwise."
-    name = name or os.environ.get('MDAUG_PROFILE') or ('ci' if in_test() else 'gpu' if torch.cuda.is_available() else 'cpu')
-    if name not in PROFILES: raise ValueError(f"unknown profile {name!r}: choose one of {sorted(PROFILES)} (or unset MDAUG_PROFILE)")
+    auto = 'ci' if in_test() else 'gpu' if torch.cuda.is_available() else 'cpu'
+    name = name or os.environ.get('MDAUG_PROFILE') or auto
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}: choose one of {sorted(PROFILES)} (or unset MDAUG_PROFILE)")
     check_fields(Profile, overrides, 'profile field')
     return replace(PROFILES[name], **overrides)
 
 def check_finite_fields(obj, # a dataclass instance (settings)
                         what:str='setting' # how to name a field in the message
                        ):
-    "Raise a one-line `ValueError` for the first float field of `obj` that is NaN or infinite: no run starts on `--lr nan`."
+    "Raise a one-line `ValueError` for the first float field of `obj` that is NaN or infinite (no run on `--lr nan`)."
     for f in fields(obj):
         v = getattr(obj, f.name)
         if isinstance(v, float) and not math.isfinite(v): raise ValueError(f"{what} {f.name}={v}: pass a finite number")
@@ -236,7 +258,7 @@ def _umask() -> int:
 def atomic_write(path, # the file to (re)write
                  mode:str='w', # 'w' for text, 'wb' for bytes
                  **kwargs): # passed to `open`
-    "Open a temporary file next to `path`; on success rename it over `path` (with the user's umask), on error delete it."
+    "Open a temporary file next to `path`; on success rename it over `path` (with the user's umask), else delete it."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
@@ -253,7 +275,6 @@ def atomic_write(path, # the file to (re)write
 def atomic_dir(path # the folder to (re)create
               ):
     "Yield a temporary folder next to `path`; on success it replaces `path`, on error it is removed."
-    import shutil
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
@@ -261,7 +282,8 @@ def atomic_dir(path # the folder to (re)create
         yield tmp
         old = None
         if path.exists():
-            shutil.rmtree(path.with_name(f'.{path.name}.old'), ignore_errors=True)  # left by a run killed at this very line
+            # left by a run killed at this very line
+            shutil.rmtree(path.with_name(f'.{path.name}.old'), ignore_errors=True)
             old = path.rename(path.with_name(f'.{path.name}.old'))
         os.replace(tmp, path)
         if old is not None: shutil.rmtree(old, ignore_errors=True)
@@ -297,7 +319,6 @@ def _owner(fd:int) -> dict:
 
 def _remove_stale(folder:Path):
     "Remove what a killed `atomic_dir` left beside `folder` (only safe while owning it)."
-    import shutil, glob
     for p in [*folder.parent.glob(f'.{glob.escape(folder.name)}.*.tmp'), folder.parent/f'.{folder.name}.old']:
         if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
 
@@ -307,7 +328,7 @@ def folder_lock(folder, # the output folder to own (it need not exist yet)
                 what:str='mdaug' # the command that owns it, for the message a second writer sees
                ):
     "Own `folder` for one writer: refused with one line while a live process holds it, taken over from a dead one."
-    import fcntl, socket, time
+    if fcntl is None: raise OSError(f"folder_lock needs POSIX file locks (Linux, macOS; WSL on Windows) for {folder}")
     lp = lock_path(folder); key = str(lp)
     if _HELD.get(key):
         _HELD[key] += 1
@@ -320,16 +341,17 @@ def folder_lock(folder, # the output folder to own (it need not exist yet)
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             o = _owner(fd); os.close(fd)
-            raise FolderLocked(f"{folder} is in use by {o.get('what', 'another mdaug run')} (pid {o.get('pid', '?')} on "
-                               f"{o.get('host', '?')}, since {o.get('since', '?')}): wait for it to finish, or choose another folder")
+            raise FolderLocked(f"{folder} is in use by {o.get('what', 'another mdaug run')} "
+                               f"(pid {o.get('pid', '?')} on {o.get('host', '?')}, since {o.get('since', '?')}): "
+                               "wait for it to finish, or choose another folder")
         try: same = os.fstat(fd).st_ino == os.stat(lp).st_ino
         except FileNotFoundError: same = False
         if same: break
         os.close(fd)  # the previous owner removed the file between our open and our lock: lock the new one
     old = _owner(fd)
     if old.get('pid') and old.get('pid') != os.getpid():
-        print(f"mdaug: {folder} was locked by {old.get('what', 'a run')} (pid {old['pid']}, since {old.get('since', '?')}), "
-              f"which is no longer running: taking it over")
+        print(f"mdaug: {folder} was locked by {old.get('what', 'a run')} (pid {old['pid']}, "
+              f"since {old.get('since', '?')}), which is no longer running: taking it over")
     me = dict(pid=os.getpid(), host=socket.gethostname(), what=what, since=time.strftime('%Y-%m-%d %H:%M:%S'))
     os.ftruncate(fd, 0); os.lseek(fd, 0, 0); os.write(fd, json.dumps(me).encode())
     _HELD[key] = 1
@@ -340,6 +362,63 @@ def folder_lock(folder, # the output folder to own (it need not exist yet)
         _HELD.pop(key, None)
         with contextlib.suppress(FileNotFoundError): os.unlink(lp)
         os.close(fd)
+
+# %% ../nbs/00_core.ipynb #5233adb7
+class SettingsChanged(ValueError):
+    "A folder holds a run made with other settings: `diff` maps each setting to (then, now), `old` is its record."
+    def __init__(self, msg:str, diff:dict, old:dict|None=None):
+        super().__init__(msg); self.diff, self.old = diff, old
+
+def settings_diff(old:dict, # the settings a run recorded
+                  new:dict, # the settings asked for now
+                  keys=None # compare only these names (None: every name in `new`)
+                 ) -> dict:
+    "Each setting whose value differs, as name -> (then, now), compared as JSON stores them (a tuple equals a list)."
+    old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new))
+    return {k: (old.get(k), new.get(k)) for k in default(keys, new) if old.get(k) != new.get(k)}
+
+def check_settings(old:dict, # the settings a run recorded
+                   new:dict, # the settings asked for now
+                   where, # the folder or checkpoint that holds the run, for the message
+                   what:str='run', # what it holds, for the message: 'benchmark', 'VQ-VAE checkpoint', ...
+                   keys=None, # the settings that must match (None: every name in `new`)
+                   hint:str='use the same settings to resume it, or choose a new folder' # what to do instead
+                  ):
+    "Raise `SettingsChanged` naming each setting in `keys` that differs between `old` and `new`, with `hint`."
+    diff = settings_diff(old, new, keys)
+    if diff:
+        said = ', '.join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in diff.items())
+        raise SettingsChanged(f"{where} holds a {what} made with other settings ({said}): {hint}", diff, old)
+
+# %% ../nbs/00_core.ipynb #72194297
+def claim_run(out, # the run folder (the caller holds its `folder_lock`)
+              settings:dict, # the settings of this run (JSON values)
+              what:str='run', # what the folder holds, for messages: 'benchmark', 'VQ-VAE run', ...
+              marker:str='run.json', # the file inside `out` that records the run
+              keys=None, # the settings that must match to resume (None: all of `settings`)
+              field:str|None='settings', # where the marker keeps the settings (None: at its top level)
+              resume:bool=True, # False: a folder that already holds a run is refused
+              start:dict|None=None, # more fields of a new marker, e.g. dict(done={})
+              dry:bool=False # check only: create and write nothing (returns None for a new folder)
+             ) -> dict|None:
+    "Own `out` for a run: a new folder gets a marker of `settings`, an earlier run must match them; returns the marker."
+    out = Path(out); m = out/marker
+    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out} is a file: choose a folder for the {what}")
+    if not m.is_file():
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"{out} holds other files: choose a new folder for the {what}")
+        if dry: return None
+        new = ({field: settings} if field else dict(settings)) | (start or {})
+        out.mkdir(parents=True, exist_ok=True)
+        save_json(new, m)
+        return new
+    old = load_json(m)
+    if not resume: raise FileExistsError(f"{out} already holds a {what}: resume it, or choose a new folder")
+    try: check_settings((old.get(field) or {}) if field else old, settings, out, what, keys)
+    except SettingsChanged as e:
+        e.old = old; raise  # the whole marker, e.g. to see whether anything of the earlier run was finished
+    if field: old[field] = settings  # what may change (outside `keys`) is recorded with the run's next save
+    return old
 
 # %% ../nbs/00_core.ipynb #ea4d9c25
 def check_number(name:str, # the option as the user knows it, e.g. 'guidance_scale'
@@ -391,8 +470,7 @@ class UnsafeFileError(ValueError):
 def unsafe_file(path, # the file that was read
                 e:Exception # the error torch or diffusers raised while reading it
                ) -> UnsafeFileError|None:
-    "The one-line refusal for an error raised (or re-raised, as diffusers does) by a `weights_only` load of pickled code; else None."
-    import pickle
+    "The one-line refusal for the error of a `weights_only` load of pickled code (or diffusers' wrap of it), else None."
     seen = set()
     while e is not None and id(e) not in seen:  # diffusers wraps torch's refusal in two more errors
         seen.add(id(e))
@@ -427,73 +505,30 @@ def refuse_pickles(path # the file or folder being loaded, for the message
 def make_accelerator(**kwargs # passed to `accelerate.Accelerator`
                     ):
     "An `accelerate.Accelerator` that can be made again in the same process and joins CPU process groups (gloo)."
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
     world = int(os.environ.get('WORLD_SIZE', 1))
     AcceleratorState._reset_state()  # a second run in the same Python process may use another mixed precision
     acc = Accelerator(cpu=world > 1 and not torch.cuda.is_available(), **kwargs)
     if acc.num_processes != world:
-        raise RuntimeError(f"launched as {world} processes but accelerate sees {acc.num_processes}: launch with `accelerate launch` or `torchrun`")
+        raise RuntimeError(f"launched as {world} processes but accelerate sees {acc.num_processes}: launch with "
+                           "`accelerate launch` or `torchrun`")
     return acc
 
 # %% ../nbs/00_core.ipynb #a55a7cfd
-SAMPLE_RECIPE = dict(n_subjects=3, n_per_subject=4, seed=0) # how `data/sample` was simulated (data/README.md)
-
 def shipped(name:str # a file or folder of the repository's `data/`, e.g. 'sample' or 'model'
            ) -> Path:
-    "Path of `data/<name>`: inside the installed package (`mdaug/assets/`), next to a clone, or under the working folder."
-    import mdaug
+    "Path of `data/<name>`: in the installed package (`mdaug/assets/`), next to a clone, or under the working folder."
     pkg = Path(mdaug.__file__).resolve().parent
     for p in (pkg/'assets'/name, pkg.parent/'data'/name, Path.cwd()/'data'/name, Path.cwd().parent/'data'/name):
         if p.exists(): return p
-    raise FileNotFoundError(f"data/{name} is neither in the installed package ({pkg/'assets'}) nor next to a clone: reinstall mdaug "
-                            f"(`pip install mdaug` or `pip install -e .` in a clone)" + (f", or make a dataset with `mdaug simulate --out data/{name}`" if name != 'model' else ''))
-
-def cache_dir() -> Path:
-    "Where mdaug keeps what it makes for you: `$MDAUG_CACHE`, else `$XDG_CACHE_HOME/mdaug`, else `~/.cache/mdaug`."
-    return Path(os.environ.get('MDAUG_CACHE') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'mdaug')
-
-def folder_digests(root # a folder
-                  ) -> dict:
-    "SHA-256 of every file below `root`, by relative path."
-    import hashlib
-    root = Path(root)
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob('*')) if p.is_file()}
-
-def sample_data(name:str='sample' # a dataset folder of the repository's `data/`
-               ) -> Path:
-    "Path of the sample dataset: `data/sample` of a clone, else simulated once into `cache_dir()` (the simulator is deterministic)."
-    try: return shipped(name)
-    except FileNotFoundError:
-        if name != 'sample': raise
-    import shutil
-    p = cache_dir()/name
-    if p.is_dir(): return p
-    from mdaug.simulate import simulate_dataset
-    print(f"mdaug: simulating the sample dataset into {p} (once; about 20 s on a CPU)", flush=True)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=p.parent, prefix=f'.{name}.', suffix='.tmp'))
-    try:
-        simulate_dataset(tmp, **SAMPLE_RECIPE, progress=False)
-        os.rename(tmp, p)
-    except OSError:  # another process finished first: keep its folder
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not p.is_dir(): raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    want, got = load_json(shipped('sample_sha256.json')), folder_digests(p)
-    bad = [k for k in want if got.get(k) != want[k]]
-    print(f"mdaug: {len(got)} files, " + ("identical to the published sample set" if not bad else f"{len(bad)} of {len(want)} differ from "
-          "the published set (another NumPy/SciPy build rounds differently; the lessons do not depend on exact bytes)"))
-    return p
-
+    make = f", or make a dataset with `mdaug simulate --out data/{name}`" if name != 'model' else ''
+    raise FileNotFoundError(f"data/{name} is neither in the installed package ({pkg/'assets'}) nor next to a clone: "
+                            f"reinstall mdaug (`pip install mdaug` or `pip install -e .` in a clone){make}")
 
 # %% ../nbs/00_core.ipynb #695c3c56
 def _str2bool(s:str) -> bool:
     v = s.strip().lower()
     if v in ('1', 'true', 'yes', 'y', 'on'): return True
     if v in ('0', 'false', 'no', 'n', 'off'): return False
-    import argparse
     raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 def add_fn_args(parser, # an `argparse.ArgumentParser` (or subparser)
@@ -502,19 +537,55 @@ def add_fn_args(parser, # an `argparse.ArgumentParser` (or subparser)
                 skip=() # parameter names to leave out (e.g. Python-only callbacks)
                ):
     "Add one command-line option per parameter of `fn` (types from annotations, help from docments); returns `parser`."
-    import inspect, typing
-    from fastcore.docments import docments
-    docs, hints = docments(fn), typing.get_type_hints(fn)
+    docs, hints = {k: (v or '').replace('%', '%%') for k, v in docments(fn).items()}, typing.get_type_hints(fn)
     for k, v in inspect.signature(fn).parameters.items():
         if k in skip or v.kind in (v.VAR_POSITIONAL, v.VAR_KEYWORD): continue
         h, opt, req = hints.get(k, str), '--' + k.replace('_', '-'), v.default is inspect.Parameter.empty
         if h is bool:
-            if v.default: parser.add_argument('--no-' + k.replace('_', '-'), dest=k, action='store_false', help=f"do not {docs[k]}")
+            if v.default:
+                parser.add_argument('--no-' + k.replace('_', '-'), dest=k, action='store_false',
+                                    help=f"do not {docs[k]}")
             else: parser.add_argument(opt, dest=k, action='store_true', help=docs[k])
             continue
         typ = next((t for t in typing.get_args(h) or (h,) if t is not type(None)), str)
         if typ is bool: typ = _str2bool  # an optional flag (`bool|None`) takes a value: --flag true/false
         elif typ not in (int, float, str, Path): typ = str
-        if k in pos: parser.add_argument(k, type=typ, help=docs[k], **({} if req else dict(nargs='?', default=v.default)))
+        if k in pos:
+            parser.add_argument(k, type=typ, help=docs[k], **({} if req else dict(nargs='?', default=v.default)))
         else: parser.add_argument(opt, dest=k, type=typ, required=req, default=None if req else v.default, help=docs[k])
     return parser
+
+# %% ../nbs/00_core.ipynb #901eb8b7
+def _tuple_of(kind):
+    "An argparse type: comma-separated values of `kind` -> a tuple, e.g. '5,10,20' -> (5, 10, 20)."
+    def parse(v:str) -> tuple:
+        try: return tuple(kind(x) for x in v.split(',') if x.strip())
+        except ValueError:
+            what = dict(int='integers', float='numbers').get(kind.__name__, kind.__name__ + 's')
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what} such as 1,3, got {v!r}") from None
+    parse.__name__ = f'{kind.__name__}s'
+    return parse
+
+def add_settings_args(parser, # an `argparse.ArgumentParser` (or subparser)
+                      cls, # a settings dataclass with docmented fields
+                      skip=() # field names to leave out
+                     ):
+    "One `--option` per field of `cls` (type from its annotation, help from its comment), default None: not given."
+    docs, hints = docments(cls, full=True), typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name in skip: continue
+        h = hints.get(f.name, str)
+        typ = next((t for t in typing.get_args(h) or (h,) if t is not type(None)), str)
+        typ = _str2bool if typ is bool else typ if typ in (int, float, str) else str
+        if isinstance(f.default, tuple):  # tuple[int, ...] -> comma-separated ints
+            typ = _tuple_of(next(iter(typing.get_args(h)), type(f.default[0]) if f.default else str))
+        meta = 'BOOL' if typ is _str2bool else typ.__name__.upper()
+        parser.add_argument('--' + f.name.replace('_', '-'), dest=f.name, type=typ, default=None, metavar=meta,
+                            help=f"{docs[f.name]['docment']} (default: {f.default!r})".replace('%', '%%'))
+    return parser
+
+def settings_args(ns, # parsed arguments (`argparse.Namespace`)
+                  cls # the settings dataclass
+                 ) -> dict:
+    "The fields of `cls` that were given on the command line."
+    return {f.name: getattr(ns, f.name) for f in fields(cls) if getattr(ns, f.name, None) is not None}

@@ -6,7 +6,10 @@ Docs: https://mdaug.github.io/mdaug/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #2b59accc
 from __future__ import annotations
-import os, re, io, csv, sys, math, time, zlib, shutil, random, zipfile, tempfile, warnings, contextlib
+import os, re, io, csv, sys, math, time, zlib, shutil, random, struct, hashlib, zipfile, tempfile, warnings, contextlib
+import importlib
+from collections import Counter
+from types import SimpleNamespace
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -14,19 +17,68 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Sampler
+import matplotlib.pyplot as plt
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 
 from .core import (exists, default, image_to_tensor, show_images, get_profile, atomic_dir, save_json,
-                        load_json, folder_lock, check_number, check_memory, memory_bytes)
+                        load_json, folder_lock, check_number, check_memory, memory_bytes, shipped)
+from .simulate import simulate_dataset
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SIDECARS', 'LAYOUTS', 'find_images', 'class_of', 'user_of', 'detect_layout', 'resolve_layout',
-           'layout_classes', 'read_metadata', 'subjects_of', 'make_bad_files', 'BadImageError', 'to_8bit', 'open_image',
-           'crop_white_margins', 'pad_to_square', 'check_image_settings', 'preprocess_image', 'PrepReport', 'PrepError',
-           'take_evenly', 'is_hub_name', 'extract_zip', 'load_hub', 'canonical_path', 'prepare', 'SpectrogramDataset',
-           'split_dataset', 'DataLoaders', 'get_dataloaders', 'show_class_grid', 'plot_class_counts',
-           'plot_intensity_hist']
+__all__ = ['SAMPLE_RECIPE', 'IMAGE_EXTS', 'SIDECARS', 'LAYOUTS', 'cache_dir', 'folder_digests', 'sample_data', 'find_images',
+           'class_of', 'user_of', 'detect_layout', 'resolve_layout', 'layout_classes', 'read_metadata', 'subjects_of',
+           'make_bad_files', 'BadImageError', 'to_8bit', 'open_image', 'crop_white_margins', 'pad_to_square',
+           'check_image_settings', 'preprocess_image', 'PrepReport', 'PrepError', 'take_evenly', 'is_hub_name',
+           'extract_zip', 'load_hub', 'canonical_path', 'prepare', 'SpectrogramDataset', 'split_dataset', 'DataLoaders',
+           'get_dataloaders', 'EpochBatches', 'batches_per_epoch', 'infinite_batches', 'show_class_grid',
+           'plot_class_counts', 'plot_intensity_hist']
+
+# %% ../nbs/02_data.ipynb #1039aa18
+SAMPLE_RECIPE = dict(n_subjects=3, n_per_subject=4, seed=0) # how `data/sample` was simulated (data/README.md)
+
+def cache_dir() -> Path:
+    "Where mdaug keeps what it makes for you: `$MDAUG_CACHE`, else `$XDG_CACHE_HOME/mdaug`, else `~/.cache/mdaug`."
+    return Path(os.environ.get('MDAUG_CACHE') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'mdaug')
+
+def folder_digests(root # a folder
+                  ) -> dict:
+    "SHA-256 of every file below `root`, by relative path."
+    root = Path(root)
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob('*')) if p.is_file()}
+
+def _simulate_sample(p:Path):
+    "Simulate the sample set into `p` through a temporary sibling, so no half-written folder is ever seen."
+    print(f"mdaug: simulating the sample dataset into {p} (once; about 20 s on a CPU)", flush=True)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=p.parent, prefix=f'.{p.name}.', suffix='.tmp'))
+    try:
+        simulate_dataset(tmp, **SAMPLE_RECIPE, progress=False)
+        os.rename(tmp, p)
+    except OSError:  # another process finished first: keep its folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not p.is_dir(): raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+
+def sample_data(name:str='sample' # a dataset folder of the repository's `data/`
+               ) -> Path:
+    "Path of the sample dataset: `data/sample` of a clone, else simulated once into `cache_dir()` (deterministic)."
+    try: return shipped(name)
+    except FileNotFoundError:
+        if name != 'sample': raise
+    p = cache_dir()/name
+    if p.is_dir(): return p
+    _simulate_sample(p)
+    want, got = load_json(shipped('sample_sha256.json')), folder_digests(p)
+    bad = [k for k in want if got.get(k) != want[k]]
+    print(f"mdaug: {len(got)} files, " + ("identical to the published sample set" if not bad else
+          f"{len(bad)} of {len(want)} differ from the published set (another NumPy/SciPy build rounds differently; "
+          "the lessons do not depend on exact bytes)"))
+    return p
 
 # %% ../nbs/02_data.ipynb #abf3ee5c
 IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pbm'}
@@ -59,7 +111,7 @@ def _augmented(root:Path) -> bool:
     except (OSError, ValueError): return False
 
 def find_images(root, # a folder
-                follow_links:bool|None=None, # also use links that lead outside `root`; None: only in a folder `augment` wrote
+                follow_links:bool|None=None, # use links leading outside `root`; None: only in a folder `augment` wrote
                 links:list|None=None # receives (path, target) of each link left out; None: print one line about them
                ) -> tuple[list[PurePosixPath], list[PurePosixPath]]:
     "Image files (by extension) and other files under `root`, as sorted relative paths; hidden files are left out."
@@ -196,9 +248,9 @@ def subjects_of(files, # relative paths of images
 # %% ../nbs/02_data.ipynb #3a8cb612
 def _png_header(w:int, h:int) -> bytes:
     "A tiny PNG whose header claims a `w` x `h` 8-bit gray image (with almost no pixel data)."
-    import struct, zlib
-    def chunk(kind, data): return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
-    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0, 0, 0, 0)) + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b'')
+    def chunk(kind, data): return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind+data))
+    head = chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0, 0, 0, 0))
+    return b'\x89PNG\r\n\x1a\n' + head + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b'')
 
 def make_bad_files(folder, # where to write them
                    size:int=48 # side of the valid images
@@ -216,7 +268,8 @@ def make_bad_files(folder, # where to write them
     put('good.jpg', 'good', rgb, quality=95)
     put('gray.png', 'grayscale', rgb.convert('L'))
     put('palette.png', 'palette', rgb.quantize(16))
-    put('sixteen.png', '16-bit', Image.fromarray((np.linspace(0, 65535, size*size).reshape(size, size)).astype(np.uint16)))
+    ramp = np.linspace(0, 65535, size*size).reshape(size, size).astype(np.uint16)
+    put('sixteen.png', '16-bit', Image.fromarray(ramp))
     put('rgba.png', 'RGBA', Image.fromarray(np.dstack([np.asarray(rgb), np.full((size, size), 128, np.uint8)]), 'RGBA'))
     put('empty.png', 'zero-byte', data=b'')
     put('text.png', 'not an image', data=b'this is not an image\n' * 10)
@@ -237,7 +290,8 @@ def _scale_to_8bit(img:Image.Image) -> tuple[Image.Image, str]:
     "A 16/32-bit integer or float image as 8-bit `L`, keeping its range."
     a = np.asarray(img).astype(np.float64)
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0., 0.)
-    if img.mode.startswith('I;16') or (img.mode == 'I' and lo >= 0 and hi <= 65535 and hi > 255): a, how = a/257, '16-bit -> 8-bit (/257)'
+    if img.mode.startswith('I;16') or (img.mode == 'I' and lo >= 0 and hi <= 65535 and hi > 255):
+        a, how = a/257, '16-bit -> 8-bit (/257)'
     elif lo >= 0 and hi <= 255 and not (img.mode == 'F' and hi <= 1): how = f'{img.mode} -> 8-bit'
     elif img.mode == 'F' and lo >= 0 and hi <= 1: a, how = a*255, 'float [0, 1] -> 8-bit'
     else: a, how = (a - lo) / max(hi - lo, 1e-12) * 255, f'{img.mode} -> 8-bit (min-max)'
@@ -274,7 +328,7 @@ def open_image(path, # an image file
                min_size:int=8, # smallest accepted width and height
                max_pixels:int|None=None # largest accepted width*height; None: PIL's limit (about 89 megapixels)
               ) -> tuple[Image.Image, str|None]:
-    "Open and fully decode `path` as 8-bit `L` or `RGB`; returns the image and a conversion note, or raises `BadImageError`."
+    "Open and fully decode `path` as 8-bit `L` or `RGB`: the image and a conversion note, or a `BadImageError`."
     path = Path(path)
     try: n = path.stat().st_size
     except OSError as e: raise BadImageError(f"unreadable: {e.strerror or e}") from None
@@ -283,7 +337,8 @@ def open_image(path, # an image file
         try:
             with Image.open(path) as im:
                 w, h = im.size
-                if w * h > limit: raise BadImageError(f"too large: {w}x{h} pixels > {limit} (decompression-bomb guard; raise max_pixels to accept)")
+                if w * h > limit: raise BadImageError(f"too large: {w}x{h} pixels > {limit} (decompression-bomb guard; "
+                                                      "raise max_pixels to accept)")
                 if min(w, h) < min_size: raise BadImageError(f"too small: {w}x{h} < min_size={min_size}")
                 im.load()
                 img, note = to_8bit(im)   # pixels are in memory now, so `img` outlives the closed file
@@ -372,25 +427,31 @@ class PrepReport:
 
     def summary(self, max_lines:int=20) -> str:
         "A readable summary: counts, conversions by kind, and the skipped files with reasons."
-        from collections import Counter
         lines = [f"prepared {self.n_ok} of {self.n_found} images into {self.out} in {self.seconds:.1f}s; "
                  f"classes: {', '.join(self.classes) if self.classes else '(none: unconditional)'}"]
         if self.converted:
             kinds = Counter(re.sub(r'\(.*\)', '', k).strip() for _, c in self.converted for k in c.split('; '))
-            lines.append(f"converted {len(self.converted)}: " + ', '.join(f'{k} ({v})' for k, v in sorted(kinds.items())))
-        if self.ignored: lines.append(f"ignored {len(self.ignored)} non-image file(s): " + ', '.join(map(str, self.ignored[:5])) + (' ...' if len(self.ignored) > 5 else ''))
+            lines.append(f"converted {len(self.converted)}: "
+                         + ', '.join(f'{k} ({v})' for k, v in sorted(kinds.items())))
+        if self.ignored:
+            more = ' ...' if len(self.ignored) > 5 else ''
+            names = ', '.join(map(str, self.ignored[:5]))
+            lines.append(f"ignored {len(self.ignored)} non-image file(s): {names}{more}")
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)}:")
             lines += [f"  {f}: {r}" for f, r in self.skipped[:max_lines]]
-            if len(self.skipped) > max_lines: lines.append(f"  ... and {len(self.skipped)-max_lines} more (see {self.out/'prep_report.json'})")
+            if len(self.skipped) > max_lines:
+                lines.append(f"  ... and {len(self.skipped)-max_lines} more (see {self.out/'prep_report.json'})")
         else: lines.append("skipped 0")
         return '\n'.join(lines)
 
     def __repr__(self): return self.summary()
     def to_dict(self) -> dict:
-        return dict(n_ok=self.n_ok, n_found=self.n_found, out=str(self.out), classes=self.classes, seconds=round(self.seconds, 3),
-                    skipped=[list(map(str, o)) for o in self.skipped], converted=[list(map(str, o)) for o in self.converted],
-                    ignored=list(map(str, self.ignored)), settings=self.settings)
+        "The report as JSON values (what `prep_report.json` holds)."
+        return dict(n_ok=self.n_ok, n_found=self.n_found, out=str(self.out), classes=self.classes,
+                    seconds=round(self.seconds, 3), skipped=[list(map(str, o)) for o in self.skipped],
+                    converted=[list(map(str, o)) for o in self.converted], ignored=list(map(str, self.ignored)),
+                    settings=self.settings)
 
 class PrepError(ValueError):
     "Raised by `prepare` when skipped files stop it (strict, none left, most over a good folder); see `.report`."
@@ -398,13 +459,14 @@ class PrepError(ValueError):
 
 # %% ../nbs/02_data.ipynb #7a9fece8
 def _prep_file(job:tuple) -> tuple:
-    "Prepare one image: (index, src, dst, settings) -> (index, note, reason); exactly one of note/reason is set on failure."
+    "Prepare one image: (index, src, dst, settings) -> (index, note, reason); on failure only the reason is set."
     i, src, dst, s = job
     try:
         img, note = open_image(src, min_size=s['min_size'], max_pixels=s['max_pixels'])
         mode = img.mode
         img = preprocess_image(img, s['image_size'], s['channels'], s['resize'], s['crop_margins'])
-        if img.mode != mode: note = '; '.join(filter(None, [note, f"{'grayscale' if mode == 'L' else 'RGB'} -> {'RGB' if img.mode == 'RGB' else 'grayscale'}"]))
+        if img.mode != mode: note = '; '.join(filter(None, [note, f"{'grayscale' if mode == 'L' else 'RGB'} -> "
+                                                                  f"{'RGB' if img.mode == 'RGB' else 'grayscale'}"]))
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
         img.save(dst, 'PNG')
         return i, note or '', None
@@ -422,7 +484,7 @@ def _map_files(fn, jobs:list, n_workers:int|None=None, progress:bool=True, desc:
     else:
         ctx = mp.get_context('spawn')
         if fn.__module__ != 'mdaug.data':
-            import mdaug.data; fn = getattr(mdaug.data, fn.__name__)
+            fn = getattr(importlib.import_module('mdaug.data'), fn.__name__)  # the exported copy pickles
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*fork.*', category=DeprecationWarning)
         with ProcessPoolExecutor(n_workers, mp_context=ctx) as ex:
@@ -495,6 +557,7 @@ def _extract_entry(zf, info, target:Path, path, left:float, max_unzipped_mb:floa
                          f"the zip is damaged, or its directory lies; re-create it") from None
     return n
 
+# %% ../nbs/02_data.ipynb #dc15ee06
 def extract_zip(path, # a .zip file
                 dest, # folder to extract into
                 max_unzipped_mb:float=4096, # refuse a zip that expands to more than this many MB in all
@@ -536,16 +599,20 @@ def load_hub(name:str, # 'owner/name' or 'hf://owner/name'
     name = name.removeprefix('hf://')
     try: import datasets
     except ImportError:
-        raise ImportError(f"{name!r} is not a local folder or .zip, so it was read as a Hugging Face dataset name, but the "
-                          f"`datasets` package is not installed: `pip install 'mdaug[hub]'`, or pass a local folder / .zip") from None
+        raise ImportError(f"{name!r} is not a local folder or .zip, so it was read as a Hugging Face dataset name, "
+                          "but the `datasets` package is not installed: `pip install 'mdaug[hub]'`, "
+                          "or pass a local folder / .zip") from None
     try: ds = datasets.load_dataset(name, split=split)
     except Exception as e:
-        raise ConnectionError(f"could not load the Hugging Face dataset {name!r} (split {split!r}): {type(e).__name__}: {e}. "
+        raise ConnectionError(f"could not load the Hugging Face dataset {name!r} (split {split!r}): "
+                              f"{type(e).__name__}: {e}. "
                               f"Check the name and your internet connection, or download it and pass the folder") from e
     feats = ds.features
-    image_column = default(image_column, lambda: next((k for k, v in feats.items() if type(v).__name__ == 'Image'), None))
-    if image_column is None: raise ValueError(f"{name!r} has no image column (columns: {list(feats)}); pass image_column=")
-    label_column = default(label_column, lambda: next((k for k, v in feats.items() if type(v).__name__ == 'ClassLabel'), None))
+    first = lambda kind: next((k for k, v in feats.items() if type(v).__name__ == kind), None)
+    image_column = default(image_column, lambda: first('Image'))
+    if image_column is None:
+        raise ValueError(f"{name!r} has no image column (columns: {list(feats)}); pass image_column=")
+    label_column = default(label_column, lambda: first('ClassLabel'))
     dest = Path(dest); n = len(ds) if max_samples is None else min(len(ds), max_samples)
     for i in tqdm(range(n), desc=f'download {name}', disable=not progress):
         row = ds[i]; img = row[image_column]
@@ -554,7 +621,8 @@ def load_hub(name:str, # 'owner/name' or 'hf://owner/name'
             lab = row[label_column]; f = feats[label_column]
             sub = dest/(f.int2str(lab) if hasattr(f, 'int2str') else str(lab))
         sub.mkdir(parents=True, exist_ok=True)
-        (img if img.mode in ('L', 'RGB', 'RGBA', 'P', 'I;16', 'I', '1', 'LA') else img.convert('RGB')).save(sub/f'{i:06d}.png')
+        if img.mode not in ('L', 'RGB', 'RGBA', 'P', 'I;16', 'I', '1', 'LA'): img = img.convert('RGB')
+        img.save(sub/f'{i:06d}.png')
     return dest
 
 # %% ../nbs/02_data.ipynb #cbef689b
@@ -593,7 +661,7 @@ def _check_prep_options(image_size, channels, resize, layout, min_size, max_pixe
     check_number('max_zip_ratio', max_zip_ratio, 1)
 
 def canonical_path(rel:PurePosixPath, layout:str) -> PurePosixPath: # a relative image path, and its layout
-    "Where `rel` goes in a prepared (or augmented) folder: the class folder first (users below it), a flat set stays flat."
+    "Where `rel` goes in a prepared (or augmented) folder: the class folder first (users below it); flat stays flat."
     p = rel.parts
     if layout == 'user/class': return PurePosixPath(p[1], p[0], *p[2:])
     if layout == 'flat' and len(p) > 1: return PurePosixPath('__'.join(p))
@@ -715,7 +783,7 @@ class SpectrogramDataset(torch.utils.data.Dataset):
                  classes:list|None=None, # class names in index order (default: classes.json, else sorted folders)
                  cache:bool=False, # keep decoded tensors in memory
                  layout:str='auto', # as in `prepare`; 'auto' reads a prepared folder (with classes.json) as <class>/...
-                 follow_links:bool|None=None # use links that lead outside `root`; None: only in a folder `augment` wrote
+                 follow_links:bool|None=None # use links leading outside `root`; None: only in a folder `augment` wrote
                 ):
         self.root = Path(root)
         if not self.root.exists():
@@ -746,32 +814,37 @@ class SpectrogramDataset(torch.utils.data.Dataset):
     @property
     def conditional(self) -> bool: return bool(self.classes)
 
-    def load(self, i:int) -> Image.Image:
-        "Item `i` as a preprocessed PIL image."
-        p = self.root/self.files[i]
-        try: img, _ = open_image(p, min_size=1)
-        except BadImageError as e:
-            raise BadImageError(f"{p}: {e}; run prepare() on {self.root} to skip bad files") from None
-        return preprocess_image(img, self.image_size, self.channels, self.resize, self.crop_margins)
+# %% ../nbs/02_data.ipynb #5e337529
+@patch
+def load(self:SpectrogramDataset, i:int) -> Image.Image:
+    "Item `i` as a preprocessed PIL image."
+    p = self.root/self.files[i]
+    try: img, _ = open_image(p, min_size=1)
+    except BadImageError as e:
+        raise BadImageError(f"{p}: {e}; run prepare() on {self.root} to skip bad files") from None
+    return preprocess_image(img, self.image_size, self.channels, self.resize, self.crop_margins)
 
-    def __getitem__(self, i:int):
-        if self._cache is not None and i in self._cache: return self._cache[i], self.labels[i]
-        x = image_to_tensor(self.load(i), self.channels)
-        if self._cache is not None: self._cache[i] = x
-        return x, self.labels[i]
+@patch
+def __getitem__(self:SpectrogramDataset, i:int):
+    if self._cache is not None and i in self._cache: return self._cache[i], self.labels[i]
+    x = image_to_tensor(self.load(i), self.channels)
+    if self._cache is not None: self._cache[i] = x
+    return x, self.labels[i]
 
-    def subset(self, idx) -> SpectrogramDataset:
-        "A dataset of the items `idx`, sharing this one's classes and settings."
-        ds = SpectrogramDataset.__new__(SpectrogramDataset); ds.__dict__.update(self.__dict__)
-        idx = list(idx)
-        ds.files, ds.labels = [self.files[i] for i in idx], [self.labels[i] for i in idx]
-        ds.subjects = [self.subjects[i] for i in idx]
-        ds._cache = {} if self._cache is not None else None
-        return ds
+@patch
+def subset(self:SpectrogramDataset, idx) -> SpectrogramDataset:
+    "A dataset of the items `idx`, sharing this one's classes and settings."
+    ds = SpectrogramDataset.__new__(SpectrogramDataset); ds.__dict__.update(self.__dict__)
+    idx = list(idx)
+    ds.files, ds.labels = [self.files[i] for i in idx], [self.labels[i] for i in idx]
+    ds.subjects = [self.subjects[i] for i in idx]
+    ds._cache = {} if self._cache is not None else None
+    return ds
 
-    def __repr__(self):
-        counts = ', '.join(f'{c}: {self.labels.count(i)}' for i, c in enumerate(self.classes)) or 'unconditional'
-        return f"SpectrogramDataset({self.root}, {len(self)} images, {counts})"
+@patch
+def __repr__(self:SpectrogramDataset):
+    counts = ', '.join(f'{c}: {self.labels.count(i)}' for i, c in enumerate(self.classes)) or 'unconditional'
+    return f"SpectrogramDataset({self.root}, {len(self)} images, {counts})"
 
 # %% ../nbs/02_data.ipynb #4354ded7
 def split_dataset(ds, # a `SpectrogramDataset` (or anything with `.labels` and `.subjects`)
@@ -795,8 +868,7 @@ def split_dataset(ds, # a `SpectrogramDataset` (or anything with `.labels` and `
         k = round(valid_pct * len(gs)) if valid_pct > 0 else 0
         if valid_pct > 0 and len(gs) >= 2: k = min(max(k, 1), len(gs) - 1)
         for g in gs[:k]: valid += groups[g]
-    if valid_pct > 0 and not valid and n >= 2 and len(groups) < n:  # too few subjects per class to hold one out: split files instead
-        from types import SimpleNamespace
+    if valid_pct > 0 and not valid and n >= 2 and len(groups) < n:  # too few subjects to hold one out: split files
         return split_dataset(SimpleNamespace(labels=ds.labels, subjects=None), valid_pct, seed)
     vs = set(valid)
     return [i for i in range(n) if i not in vs], sorted(vs)
@@ -811,7 +883,8 @@ class DataLoaders:
     train_ds:SpectrogramDataset
     valid_ds:SpectrogramDataset
     def __repr__(self):
-        return (f"DataLoaders(train: {len(self.train_ds)} images in {len(self.train)} batches, valid: {len(self.valid_ds)} images, "
+        return (f"DataLoaders(train: {len(self.train_ds)} images in {len(self.train)} batches, valid: "
+                f"{len(self.valid_ds)} images, "
                 f"classes: {self.classes or 'unconditional'}, batch_size: {self.train.batch_size})")
 
 # %% ../nbs/02_data.ipynb #8b3d0d01
@@ -826,19 +899,62 @@ def get_dataloaders(root, # a raw or prepared folder
                    ) -> DataLoaders:
     "Training and validation `DataLoader`s over the images in `root`."
     p = get_profile()
-    image_size, batch_size, num_workers = default(image_size, p.image_size), default(batch_size, p.batch_size), default(num_workers, p.num_workers)
+    image_size, batch_size = default(image_size, p.image_size), default(batch_size, p.batch_size)
+    num_workers = default(num_workers, p.num_workers)
     ds = SpectrogramDataset(root, image_size=image_size, channels=channels, **kwargs)
     tr, va = split_dataset(ds, valid_pct, seed)
     train_ds, valid_ds = ds.subset(tr), ds.subset(va)
-    kw = dict(batch_size=batch_size, num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+    kw = dict(batch_size=batch_size, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+              persistent_workers=num_workers > 0)
     train = torch.utils.data.DataLoader(train_ds, shuffle=True, generator=torch.Generator().manual_seed(seed), **kw)
     valid = torch.utils.data.DataLoader(valid_ds, shuffle=False, **kw)
     return DataLoaders(train, valid, ds.classes, train_ds, valid_ds)
 
+# %% ../nbs/02_data.ipynb #78422b28
+class EpochBatches(Sampler):
+    "Batches of indices in a permutation seeded by (seed, epoch), skipping the first `skip` batches; sharded by rank."
+    def __init__(self, n:int, # dataset size
+                 bs:int, # batch size per process
+                 seed:int, # seed of the run
+                 epoch:int, # which epoch's permutation
+                 skip:int=0, # batches of this epoch already seen (by each process)
+                 rank:int=0, # this process
+                 world:int=1): # number of processes
+        self.n, self.bs, self.seed, self.epoch, self.skip, self.rank, self.world = n, bs, seed, epoch, skip, rank, world
+    def __len__(self): return max(batches_per_epoch(self.n, self.bs, self.world) - self.skip, 0)
+    def __iter__(self):
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch)).tolist()
+        for b in range(self.skip, batches_per_epoch(self.n, self.bs, self.world)):
+            i = (b * self.world + self.rank) * self.bs
+            yield perm[i:i + self.bs]
+
+def batches_per_epoch(n:int, bs:int, world:int=1 # dataset size, batch size per process, number of processes
+                     ) -> int:
+    "Full batches each process takes in one epoch (the last partial batch is dropped)."
+    return n // (bs * world)
+
+# %% ../nbs/02_data.ipynb #9db0b36b
+def infinite_batches(ds, # a dataset of (x, y)
+                     bs:int, # batch size per process
+                     seed:int, # seed of the run
+                     start_step:int=0, # the first batch to yield, counted from the start of the run
+                     rank:int=0, world:int=1, # this process, number of processes
+                     num_workers:int=0, pin_memory:bool=False): # passed to `DataLoader`
+    "Yield training batches forever, starting at `start_step` of the deterministic order."
+    nb = batches_per_epoch(len(ds), bs, world)
+    if nb == 0: raise ValueError(f"the training set has {len(ds)} images, fewer than one batch of {bs} x {world} "
+                                 f"processes: lower batch_size")
+    epoch, skip = divmod(start_step, nb)
+    while True:
+        sampler = EpochBatches(len(ds), bs, seed, epoch, skip, rank, world)
+        yield from DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory)
+        epoch, skip = epoch + 1, 0
+
 # %% ../nbs/02_data.ipynb #f34bc54d
 def show_class_grid(ds:SpectrogramDataset, # the dataset
                     n_per_class:int=6, # images per class (one row each)
-                    figsize_per:float=1.5 # inches per tile
+                    figsize_per:float=1.5, # inches per tile
+                    suptitle:str|None=None # figure title; None: says how many images of each class
                    ):
     "A row of images for each class, titled with the class name."
     cls = range(len(ds.classes)) if ds.classes else [0]
@@ -849,17 +965,18 @@ def show_class_grid(ds:SpectrogramDataset, # the dataset
         for j in range(n):
             ims.append(ds[r[j]][0] if j < len(r) else torch.ones_like(ds[0][0]))
             titles.append((ds.classes[c] if ds.classes else 'all') if j < len(r) else '')
-    return show_images(ims, titles=titles, ncols=n, figsize_per=figsize_per)
+    title = default(suptitle, f"{n} images of each class ({len(ds)} in all)")
+    return show_images(ims, titles=titles, ncols=n, figsize_per=figsize_per, suptitle=title)
 
 def plot_class_counts(ds:SpectrogramDataset, # the dataset
                       ax=None # a matplotlib axis to draw on
                      ):
     "A bar chart of images per class."
-    import matplotlib.pyplot as plt
     names = ds.classes or ['all']
     counts = [ds.labels.count(i) for i in range(len(names))]
     if ax is None: _, ax = plt.subplots(figsize=(1 + 0.6*len(names), 2.5))
-    ax.bar(names, counts, color='tab:blue'); ax.set_ylabel('images'); ax.set_title('images per class')
+    ax.bar(names, counts, color='tab:blue')
+    ax.set_xlabel('class'); ax.set_ylabel('images'); ax.set_title('images per class')
     for i, c in enumerate(counts): ax.text(i, c, str(c), ha='center', va='bottom', fontsize=8)
     ax.tick_params(axis='x', rotation=30)
     return ax
@@ -871,17 +988,21 @@ def plot_intensity_hist(ds:SpectrogramDataset, # the dataset
                         ax=None # a matplotlib axis to draw on
                        ):
     "Histograms of normalised pixel values, per class or per channel."
-    import matplotlib.pyplot as plt
     if by not in ('class', 'channel'): raise ValueError(f"by must be 'class' or 'channel', got {by!r}")
     if ax is None: _, ax = plt.subplots(figsize=(4.5, 2.5))
     cls = range(len(ds.classes)) if ds.classes else [0]
-    per = {c: torch.stack([ds[i][0] for i in [i for i, l in enumerate(ds.labels) if l == c][:n]]) for c in cls if c in ds.labels}
+    per = {c: torch.stack([ds[i][0] for i in [i for i, l in enumerate(ds.labels) if l == c][:n]])
+           for c in cls if c in ds.labels}
     edges = np.linspace(-1, 1, bins + 1); mid = (edges[1:] + edges[:-1]) / 2
     if by == 'class':
-        for c, x in per.items(): ax.plot(mid, np.histogram(x.numpy(), edges, density=True)[0], label=ds.classes[c] if ds.classes else 'all')
+        for c, x in per.items():
+            ax.plot(mid, np.histogram(x.numpy(), edges, density=True)[0], label=ds.classes[c] if ds.classes else 'all')
     else:
         x = torch.cat(list(per.values()))
-        names, colors = (['R', 'G', 'B'], ['tab:red', 'tab:green', 'tab:blue']) if x.shape[1] == 3 else (['gray'], ['k'])
-        for ch, (nm, col) in enumerate(zip(names, colors)): ax.plot(mid, np.histogram(x[:, ch].numpy(), edges, density=True)[0], label=nm, color=col)
-    ax.set_yscale('log'); ax.set_xlabel('normalised intensity'); ax.set_ylabel('density (log)'); ax.legend(fontsize=7); ax.set_title(f'intensity by {by}')
+        rgb = (['R', 'G', 'B'], ['tab:red', 'tab:green', 'tab:blue'])
+        names, colors = rgb if x.shape[1] == 3 else (['gray'], ['k'])
+        for ch, (nm, col) in enumerate(zip(names, colors)):
+            ax.plot(mid, np.histogram(x[:, ch].numpy(), edges, density=True)[0], label=nm, color=col)
+    ax.set_yscale('log'); ax.set_xlabel('normalised intensity'); ax.set_ylabel('density (log)')
+    ax.legend(fontsize=7); ax.set_title(f'intensity by {by}')
     return ax

@@ -6,26 +6,35 @@ Docs: https://mdaug.github.io/mdaug/evaluate.html.md"""
 
 # %% ../nbs/09_evaluate.ipynb #be7de281
 from __future__ import annotations
-import math, time
+import hashlib, math, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+import matplotlib.pyplot as plt
+from PIL import Image
+from safetensors.torch import save_file, load_file
+from torchmetrics.image.fid import FrechetInceptionDistance
 from tqdm.auto import tqdm
 
 from .core import (exists, default, default_device, save_json, load_json, atomic_write, atomic_dir,
-                        labelled_grid, check_fields, check_number, folder_lock)
+                        labelled_grid, check_number, folder_lock, claim_run)
+from .data import SpectrogramDataset, BadImageError, split_dataset, find_images
+from .learner import Learner, Callback, DeviceCB, ProgressCB
+from .pipeline import load_pipeline
+from .vqvae import vq_forward, psnr, ssim
 
 # %% auto #0
 __all__ = ['CLASSIC_OPS', 'CLASSIC_MAX', 'CLASSIC_DEFAULT', 'CLASSIC_GRID', 'FID_TARGET', 'KID_TARGET', 'CLASS_TARGET',
            'FEATURE_REASONS', 'Images', 'shrink', 'load_images', 'split_by_subject', 'SpecCNN', 'save_classifier',
-           'load_classifier', 'classic_recipe', 'shift_images', 'classic_augment', 'ClassifierSettings',
+           'load_classifier', 'classic_recipe', 'shift_images', 'classic_augment', 'ClassifierSettings', 'ClassicAugCB',
            'train_classifier', 'predict', 'features', 'confusion', 'accuracy', 'plot_confusions', 'recipe_label',
-           'tune_classic', 'frechet_distance', 'mmd2', 'kid', 'knn_radii', 'prdc', 'nearest_streamed', 'memorisation',
-           'plot_memorisation', 'closest_pairs', 'vq_ceiling', 'match_counts', 'pool_draws', 'pca_axes',
+           'tune_classic', 'frechet_distance', 'mmd2', 'kid', 'knn_radii', 'prdc', 'nearest', 'nearest_streamed',
+           'memorisation', 'plot_memorisation', 'closest_pairs', 'vq_ceiling', 'match_counts', 'pool_draws', 'pca_axes',
            'percentile_ci', 'bootstrap_distances', 'quality', 'quality_lines', 'inception_fid', 'evaluate',
            'real_to_real', 'real_band', 'feature_filter', 'confidence_filter', 'combine', 'feature_folds',
            'merge_folds', 'cross_feature_filter', 'plot_feature_filter', 'sift_generated']
@@ -65,6 +74,7 @@ class Images:
         return (f"Images({len(self)} x {tuple(self.x.shape[1:])}{kept}, "
                 + ', '.join(f'{c}: {n}' for c, n in zip(self.classes, self.counts())) + ')')
 
+# %% ../nbs/09_evaluate.ipynb #0363d7f9
 def shrink(x:torch.Tensor, side:int) -> torch.Tensor: # an image `(C, H, W)` or a batch; the side to shrink to
     "Area-downsample to `side` x `side`, as `SpecCNN.features` does (unchanged when already that size)."
     if x.shape[-2:] == (side, side): return x
@@ -74,12 +84,11 @@ def shrink(x:torch.Tensor, side:int) -> torch.Tensor: # an image `(C, H, W)` or 
 def load_images(root, # a folder of class folders (or a flat folder)
                 image_size:int|None=None, # resize on load; None keeps the files' size (they must all be the same)
                 channels:int=3, # 1 or 3
-                classes:list|None=None, # class names in index order; None: the folder's (classes.json, else sorted folders)
+                classes:list|None=None, # class names in index order; None: the folder's (classes.json, else sorted)
                 progress:bool=True, # show a progress bar
                 small:int|None=None # keep only copies shrunk to this side; full-size pixels are read again when needed
                ) -> Images:
     "Every readable image under `root` as one tensor (or its small copies); unreadable files are listed and skipped."
-    from mdaug.data import SpectrogramDataset, BadImageError
     ds = SpectrogramDataset(root, image_size=image_size, channels=channels, classes=classes)
     xs, keep, bad, shapes = [], [], [], set()
     for i in tqdm(range(len(ds)), disable=not progress, desc=f'load {Path(root).name}', unit='img', leave=False):
@@ -104,8 +113,6 @@ def split_by_subject(ims:Images, # labelled images
                      seed:int=0 # seed of the split
                     ) -> tuple[list[int], list[int]]:
     "Indices of two parts of `ims` that share no subject (by class; at random where subjects are unknown)."
-    from types import SimpleNamespace
-    from mdaug.data import split_dataset
     return split_dataset(SimpleNamespace(labels=ims.y.tolist(), subjects=ims.subjects), pct, seed)
 
 # %% ../nbs/09_evaluate.ipynb #8526a1e8
@@ -118,11 +125,14 @@ class SpecCNN(nn.Module):
                  input_size:int=48 # images are resized (area) to this side first
                 ):
         super().__init__()
-        self.config = dict(n_classes=n_classes, channels=channels, width=width, n_features=n_features, input_size=input_size)
+        self.config = dict(n_classes=n_classes, channels=channels, width=width, n_features=n_features,
+                           input_size=input_size)
         chs, blocks = [channels] + [width * 2**i for i in range(4)], []
         for a, b in zip(chs, chs[1:]):
-            blocks += [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-        self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(chs[-1], n_features), nn.ReLU(inplace=True))
+            blocks += [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+        self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(chs[-1], n_features),
+                                  nn.ReLU(inplace=True))
         self.drop, self.head = nn.Dropout(0.3), nn.Linear(n_features, n_classes)
 
     def features(self, x): # images `(B, C, H, W)` in [-1, 1]
@@ -136,7 +146,6 @@ class SpecCNN(nn.Module):
 # %% ../nbs/09_evaluate.ipynb #cb13a3fc
 def save_classifier(model:SpecCNN, path, **info): # the model, a folder to (re)write, and facts to keep beside it
     "Write `model.safetensors` and `config.json` (its settings plus `info`) atomically."
-    from safetensors.torch import save_file
     with atomic_dir(path) as d:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, d/'model.safetensors')
         save_json(dict(model.config, **info), d/'config.json')
@@ -144,9 +153,9 @@ def save_classifier(model:SpecCNN, path, **info): # the model, a folder to (re)w
 
 def load_classifier(path, device=None) -> SpecCNN: # a folder from `save_classifier`; where to put the model
     "A classifier saved by `save_classifier` (safetensors: nothing is unpickled)."
-    from safetensors.torch import load_file
     path = Path(path)
-    if not (path/'model.safetensors').is_file(): raise FileNotFoundError(f"{path} holds no classifier (model.safetensors): train one first")
+    if not (path/'model.safetensors').is_file():
+        raise FileNotFoundError(f"{path} holds no classifier (model.safetensors): train one first")
     cfg = load_json(path/'config.json')
     m = SpecCNN(**{k: cfg[k] for k in ('n_classes', 'channels', 'width', 'n_features', 'input_size')})
     m.load_state_dict(load_file(path/'model.safetensors'))
@@ -175,6 +184,7 @@ def classic_recipe(classic:bool|dict|None=True # False or None: none; True: `CLA
         check_number(f'classic augmentation {k}', v, 0, CLASSIC_MAX[k])
     return {k: classic[k] for k in CLASSIC_OPS if classic.get(k, 0) > 0}
 
+# %% ../nbs/09_evaluate.ipynb #5f2e229d
 def shift_images(x:torch.Tensor, # a batch `(B, C, H, W)`
                  d:torch.Tensor, # `(B,)` whole-pixel shifts, one per image (positive: towards higher indices)
                  dim:int, # -2: Doppler (rows), -1: time (columns)
@@ -234,53 +244,78 @@ class ClassifierSettings:
     seed:int=0              # weights, batch order and augmentation draws
 
     def validate(self):
-        if self.steps < 10: raise ValueError(f"classifier steps must be at least 10 (the one-cycle schedule warms up over a fifth of them), got {self.steps}")
+        if self.steps < 10: raise ValueError("classifier steps must be at least 10 (the one-cycle schedule warms up "
+                                             f"over a fifth of them), got {self.steps}")
         for k in ('batch_size', 'width', 'n_features', 'input_size'):
             if getattr(self, k) < 1: raise ValueError(f"classifier {k} must be at least 1, got {getattr(self, k)}")
         if not self.lr > 0: raise ValueError(f"classifier lr must be positive, got {self.lr}")
         classic_recipe(self.classic)
         return self
 
+# %% ../nbs/09_evaluate.ipynb #88618cf0
+def _batches(x:torch.Tensor, y:torch.Tensor, batch_size:int, generator:torch.Generator):
+    "`(x, y)` batches forever: epochs of `randperm` from `generator` end to end (a short remainder carries over)."
+    order = torch.empty(0, dtype=torch.long)
+    while True:
+        if len(order) < batch_size: order = torch.cat([order, torch.randperm(len(x), generator=generator)])
+        idx, order = order[:batch_size], order[batch_size:]
+        yield x[idx], y[idx]
+
+class ClassicAugCB(Callback):
+    "Augment each batch `(x, y)` afresh with `classic_augment`; with mixup in the recipe, `y` becomes soft targets."
+    order = DeviceCB.order - 5   # before `DeviceCB` moves the batch: augmented where it lies, beside the CPU generator
+    def __init__(self, recipe:bool|dict, # as `classic_recipe` takes it; False or {}: nothing
+                 n_classes:int, # classes (the width of the soft targets)
+                 generator:torch.Generator|None=None # the draws (`train_classifier` shares it with the batch order)
+                ): self.recipe, self.n_classes, self.generator = classic_recipe(recipe), n_classes, generator
+    def before_batch(self, learn):
+        x, y, r, g = *learn.batch, self.recipe, self.generator
+        if 'mixup' in r: learn.batch = classic_augment(x, g, r, F.one_hot(y, self.n_classes).float())
+        elif r: learn.batch = (classic_augment(x, g, r), y)
+
 def train_classifier(x:torch.Tensor, # training images `(N, C, H, W)` in [-1, 1]
                      y:torch.Tensor, # their class indices
                      n_classes:int, # classes
                      settings:ClassifierSettings|None=None, # the recipe (default: `ClassifierSettings()`)
+                     *,
                      device=None, # where to train (default: the best available)
                      progress:bool=False, # show a progress bar
-                     **kwargs # change single settings, e.g. steps=100
+                     cbs=() # more callbacks for the `Learner`, e.g. an `EvalCB`
                     ) -> SpecCNN:
-    "Train a `SpecCNN` on `(x, y)` with AdamW and a one-cycle schedule; returns it in eval mode."
-    check_fields(ClassifierSettings, kwargs, 'classifier setting')
-    s = replace(default(settings, ClassifierSettings()), **kwargs).validate()
-    if len(x) != len(y) or not len(x): raise ValueError(f"need as many labels as images (and at least one): got {len(x)} images, {len(y)} labels")
-    device, recipe = default_device(device), classic_recipe(s.classic)
-    torch.manual_seed(s.seed); g = torch.Generator().manual_seed(s.seed)
+    "Train a `SpecCNN` on `(x, y)` with AdamW and a one-cycle schedule on the `Learner`; returns it in eval mode."
+    s = default(settings, ClassifierSettings()).validate()
+    if len(x) != len(y) or not len(x):
+        raise ValueError(f"need as many labels as images (and at least one): got {len(x)} images, {len(y)} labels")
+    device = default_device(device)
+    torch.manual_seed(s.seed); g = torch.Generator().manual_seed(s.seed)   # g: the batch order, then each batch's draws
     m = SpecCNN(n_classes, x.shape[1], s.width, s.n_features, s.input_size).to(device)
     opt = torch.optim.AdamW(m.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=s.steps, pct_start=0.2)
-    order = torch.empty(0, dtype=torch.long)
-    m.train()
-    for _ in tqdm(range(s.steps), disable=not progress, desc='classifier', unit='step', leave=False):
-        if len(order) < s.batch_size: order = torch.cat([order, torch.randperm(len(x), generator=g)])
-        idx, order = order[:s.batch_size], order[s.batch_size:]
-        xb, yb = x[idx], y[idx]
-        if 'mixup' in recipe: xb, yb = classic_augment(xb, g, recipe, F.one_hot(yb, n_classes).float())  # soft targets
-        elif recipe: xb = classic_augment(xb, g, recipe)
-        loss = F.cross_entropy(m(xb.to(device)), yb.to(device))
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+    loss = lambda model, b: F.cross_entropy(model(b[0]), b[1])   # class indices, or soft targets after mixup
+    cbs = [DeviceCB(device), ClassicAugCB(s.classic, n_classes, g), ProgressCB('classifier', progress), *cbs]
+    Learner(m, _batches(x, y, s.batch_size, g), loss, opt, sched, s.steps, cbs=cbs).fit()
     return m.eval()
 
+# %% ../nbs/09_evaluate.ipynb #8b12c133
 @torch.no_grad()
-def predict(model:SpecCNN, x:torch.Tensor, batch_size:int=256) -> torch.Tensor: # a classifier, images, images per forward
+def predict(model:SpecCNN, # a classifier (left in the mode it was in: `EvalCB` can call this while training)
+            x:torch.Tensor, # images
+            batch_size:int=256 # images per forward
+           ) -> torch.Tensor:
     "Class probabilities `(N, classes)` of `x`."
-    dev = next(model.parameters()).device; model.eval()
-    return torch.cat([model(x[i:i + batch_size].to(dev)).softmax(-1).cpu() for i in range(0, len(x), batch_size)])
+    dev, mode = next(model.parameters()).device, model.training; model.eval()
+    p = torch.cat([model(x[i:i + batch_size].to(dev)).softmax(-1).cpu() for i in range(0, len(x), batch_size)])
+    model.train(mode); return p
 
 @torch.no_grad()
-def features(model:SpecCNN, x:torch.Tensor, batch_size:int=256) -> torch.Tensor: # a classifier, images, images per forward
+def features(model:SpecCNN, # a classifier (left in the mode it was in)
+             x:torch.Tensor, # images
+             batch_size:int=256 # images per forward
+            ) -> torch.Tensor:
     "Feature-layer activations `(N, n_features)` of `x`, in float64."
-    dev = next(model.parameters()).device; model.eval()
-    return torch.cat([model.features(x[i:i + batch_size].to(dev)).double().cpu() for i in range(0, len(x), batch_size)])
+    dev, mode = next(model.parameters()).device, model.training; model.eval()
+    f = torch.cat([model.features(x[i:i + batch_size].to(dev)).double().cpu() for i in range(0, len(x), batch_size)])
+    model.train(mode); return f
 
 def confusion(y_true:torch.Tensor, y_pred:torch.Tensor, n_classes:int) -> torch.Tensor: # labels, predictions, classes
     "Counts `(true, predicted)`."
@@ -294,17 +329,18 @@ def accuracy(model:SpecCNN, ims:Images) -> tuple[float, torch.Tensor]: # a class
 # %% ../nbs/09_evaluate.ipynb #d4e585c8
 def plot_confusions(mats:dict, classes:list, title:str=''): # arm -> confusion matrix (counts); class names; a title
     "Row-normalised confusion matrices side by side."
-    import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, len(mats), figsize=(3.2 * len(mats), 3.9), squeeze=False)
     for ax, (name, cm) in zip(axs[0], mats.items()):
         cm = np.asarray(cm, dtype=float); cm = cm / cm.sum(1, keepdims=True).clip(min=1)
         ax.imshow(cm, vmin=0, vmax=1, cmap='Blues')
         for i in range(len(cm)):
-            for j in range(len(cm)): ax.text(j, i, f'{cm[i, j]:.0%}'[:-1] if cm[i, j] >= .005 else '', ha='center', va='center', fontsize=6,
-                                              color='white' if cm[i, j] > .5 else 'black')
+            for j in range(len(cm)):
+                ax.text(j, i, f'{cm[i, j]:.0%}'[:-1] if cm[i, j] >= .005 else '', ha='center', va='center',
+                        fontsize=6, color='white' if cm[i, j] > .5 else 'black')
         ax.set(xticks=range(len(classes)), yticks=range(len(classes)), title=name, xlabel='predicted')
         ax.set_xticklabels(classes, rotation=60, ha='right', fontsize=7); ax.set_yticklabels(classes, fontsize=7)
-    axs[0][0].set_ylabel('true'); fig.suptitle(f"{title}{' - ' if title else ''}% of each true class", fontsize=9); fig.tight_layout()
+    axs[0][0].set_ylabel('true')
+    fig.suptitle(f"{title}{' - ' if title else ''}% of each true class", fontsize=9); fig.tight_layout()
     return fig
 
 # %% ../nbs/09_evaluate.ipynb #19a0f813
@@ -319,14 +355,13 @@ def tune_classic(train:Images, # the images every candidate trains on
                  val:Images, # images of other subjects (an inner validation fold) each candidate is scored on
                  settings:ClassifierSettings|None=None, # how each classifier trains (its `classic` is replaced)
                  grid:dict|None=None, # op -> strengths to try each op alone at, mildest first (default `CLASSIC_GRID`)
+                 *,
                  device=None, # where to train (default: the best available)
                  progress:bool=False, # a progress bar over the candidates
-                 margin:float|None=None, # a recipe must beat a simpler one by more than this (default: one `val` image)
-                 **kwargs # change single classifier settings, e.g. steps=100
+                 margin:float|None=None # a recipe must beat a simpler one by more than this (default: one `val` image)
                 ) -> dict:
     "Choose the classic baseline on an inner fold: no augmentation, each op alone, the best two ops together."
-    check_fields(ClassifierSettings, kwargs, 'classifier setting')
-    s = replace(default(settings, ClassifierSettings()), **{**kwargs, 'classic': False}).validate()
+    s = replace(default(settings, ClassifierSettings()), classic=False).validate()
     grid = default(grid, CLASSIC_GRID)
     for k, vs in grid.items():
         for v in vs: classic_recipe({k: check_number(f'grid strength of {k}', v, 0, lo_open=True)})
@@ -336,7 +371,7 @@ def tune_classic(train:Images, # the images every candidate trains on
     n = len(singles) + 1 + (sum(map(bool, grid.values())) > 1)
     bar = tqdm(total=n, disable=not progress, desc='tune classic', unit='recipe')
     def score(r):
-        clf = train_classifier(train.x, train.y, len(train.classes), s, device=device, classic=r)
+        clf = train_classifier(train.x, train.y, len(train.classes), replace(s, classic=r), device=device)
         bar.update(); return accuracy(clf, val)[0]
     cands = [{}] + singles
     scores = {recipe_label(r): score(r) for r in cands}
@@ -355,7 +390,7 @@ def tune_classic(train:Images, # the images every candidate trains on
 
 # %% ../nbs/09_evaluate.ipynb #d4ac1fb7
 def frechet_distance(f1:torch.Tensor, f2:torch.Tensor) -> float: # features `(N, D)` and `(M, D)`
-    "FID: $\\|\\mu_1-\\mu_2\\|^2 + \\mathrm{Tr}(\\Sigma_1 + \\Sigma_2 - 2(\\Sigma_1^{1/2}\\Sigma_2\\Sigma_1^{1/2})^{1/2})$ of Gaussians fitted to two feature sets."
+    "FID: the Fréchet distance of Gaussians fitted to two feature sets (the formula above)."
     f1, f2 = f1.double(), f2.double()
     mu1, mu2, s1, s2 = f1.mean(0), f2.mean(0), torch.cov(f1.T), torch.cov(f2.T)
     e, v = torch.linalg.eigh(s1)
@@ -382,7 +417,8 @@ def kid(f1:torch.Tensor, f2:torch.Tensor, # features `(N, D)` and `(M, D)`
     size = min(subset_size, len(f1), len(f2))
     if size < 2: raise ValueError(f"KID needs at least 2 items in each set, got {len(f1)} and {len(f2)}")
     g = torch.Generator().manual_seed(seed)
-    v = torch.tensor([mmd2(f1[torch.randperm(len(f1), generator=g)[:size]], f2[torch.randperm(len(f2), generator=g)[:size]]) for _ in range(subsets)])
+    draw = lambda f: f[torch.randperm(len(f), generator=g)[:size]]
+    v = torch.tensor([mmd2(draw(f1), draw(f2)) for _ in range(subsets)])
     return v.mean().item(), v.std(unbiased=False).item()
 
 # %% ../nbs/09_evaluate.ipynb #374a918a
@@ -392,7 +428,7 @@ def knn_radii(f:torch.Tensor, k:int=3) -> torch.Tensor: # features `(N, D)`; nei
     return torch.cdist(f.double(), f.double()).kthvalue(k + 1, dim=1).values  # +1: each item is its own nearest, at 0
 
 def prdc(real:torch.Tensor, fake:torch.Tensor, k:int=3) -> dict: # features of real and generated items; neighbours
-    "Improved precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020) on k-NN balls."
+    "Precision and recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020) on k-NN balls."
     real, fake = real.double(), fake.double()
     rr, rf = knn_radii(real, k), knn_radii(fake, k)
     d = torch.cdist(real, fake)                      # (N real, M fake)
@@ -401,6 +437,17 @@ def prdc(real:torch.Tensor, fake:torch.Tensor, k:int=3) -> dict: # features of r
                 recall=(d <= rf[None, :]).any(1).double().mean().item(), # share of reals on the fake manifold
                 density=(inside_real.sum(0).double().mean() / k).item(),  # real balls around each fake, over k
                 coverage=(d.min(1).values <= rr).double().mean().item())  # share of real balls holding a fake
+
+# %% ../nbs/09_evaluate.ipynb #c5b684e0
+def nearest(a:torch.Tensor, # (N, ...) queries
+            b:torch.Tensor, # (M, ...) references
+            exclude_self:bool=False # `a` is `b`: skip each item's own distance
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    "RMS distance from each item of `a` to its nearest item of `b`, and that item's index."
+    d = torch.cdist(a.flatten(1).double(), b.flatten(1).double()) / a[0].numel() ** 0.5
+    if exclude_self: d.fill_diagonal_(float('inf'))
+    v, i = d.min(1)
+    return v.float(), i
 
 # %% ../nbs/09_evaluate.ipynb #bc1833b9
 def _chunks(v, n:int):
@@ -429,16 +476,15 @@ def memorisation(gen, # generated images: a tensor `(N, C, H, W)` or `Images`
                  train, # the generator's training images, the same
                  test # held-out real images, the same
                 ) -> dict:
-    "How close generated images come to the training set, against how close unseen real images come to it (RMS over pixels)."
+    "How close generated images come to the training set, against how close unseen real images come (RMS, pixels)."
     dg, ig = nearest_streamed(gen, train)
     dt, _ = nearest_streamed(test, train)
     return dict(gen_to_train=dg, gen_index=ig, test_to_train=dt,
-                share_closer=(dg < dt.min()).float().mean().item(),   # closer to a training image than any test image is
+                share_closer=(dg < dt.min()).float().mean().item(),   # nearer a training image than any test image is
                 median_gen=dg.median().item(), median_test=dt.median().item())
 
 def plot_memorisation(mem:dict, title:str=''): # from `memorisation`; a title
     "Histograms of nearest-training-image distances: generated against held-out real."
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3))
     d = torch.cat([mem['gen_to_train'], mem['test_to_train']])
     bins = np.linspace(0, d.max().item() * 1.05, 30)
@@ -464,8 +510,7 @@ def vq_ceiling(vq, # a diffusers `VQModel`
                ims:Images, # held-out real images at the VQ-VAE's size (in memory, or read from disk batch by batch)
                batch_size:int=32 # images per forward
               ) -> dict:
-    "The first stage's ceiling: the classifier's accuracy on VQ-VAE reconstructions against the originals, with PSNR and SSIM."
-    from mdaug.vqvae import vq_forward, psnr, ssim
+    "The first stage's ceiling: accuracy on VQ-VAE reconstructions against the originals, with PSNR and SSIM."
     dev, dt = next(vq.parameters()).device, next(vq.parameters()).dtype
     p, p_rec, ps, ss = [], [], [], []
     for x in ims.batches(batch_size):   # one batch of originals and reconstructions in memory at a time
@@ -562,6 +607,7 @@ def _targets(num:dict, bad:list) -> dict: # `quality`'s numbers; the failed sani
     return {t: dict(value=v, met=bool(ok and not bad), why=why + ('; but ' + ', '.join(bad) if ok and bad else ''))
             for t, (v, ok, why) in own.items()}
 
+# %% ../nbs/09_evaluate.ipynb #b7adc178
 def quality(clf:SpecCNN, # the reference classifier (trained on `train` only)
             train:Images, # the generator's training images (memorisation is measured against them, at full size)
             held:Images, # held-out real images no model has seen
@@ -641,13 +687,11 @@ def quality_lines(num:dict) -> list[str]: # the numbers from `quality`
 
 # %% ../nbs/09_evaluate.ipynb #2d2ab924
 def inception_fid(real, gen) -> float: # images in [-1, 1]: tensors, or `Images` read from disk 64 at a time
-    "FID in the feature space of torchmetrics' Inception-v3 (the natural-image standard); needs torch-fidelity and its weights' download."
-    try:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-        fid = FrechetInceptionDistance(feature=2048, normalize=True)
+    "FID in torchmetrics' Inception-v3 features (the natural-image standard); needs torch-fidelity and a download."
+    try: fid = FrechetInceptionDistance(feature=2048, normalize=True)
     except Exception as e:
-        raise ImportError(f"Inception FID needs `pip install 'torchmetrics[image]'` and one download of the Inception weights "
-                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+        raise ImportError("Inception FID needs `pip install 'torchmetrics[image]'` and one download of the Inception "
+                          f"weights ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     rgb = lambda x: ((x.float() + 1) / 2).clamp(0, 1).expand(-1, 3, -1, -1)
     for x in _chunks(real, 64): fid.update(rgb(x), real=True)
     for x in _chunks(gen, 64): fid.update(rgb(x), real=False)
@@ -656,38 +700,17 @@ def inception_fid(real, gen) -> float: # images in [-1, 1]: tensors, or `Images`
 # %% ../nbs/09_evaluate.ipynb #b3ee2d89
 def _image_size(folder) -> tuple[int, int]:
     "Side and channels of the first image under `folder`."
-    from PIL import Image
-    from mdaug.data import find_images
     files = find_images(folder)[0]
     if not files: raise ValueError(f"no images in {folder}: expected <class>/<file>.png")
     im = Image.open(Path(folder)/files[0])
     return im.width, 1 if im.mode in ('L', 'I', 'I;16', 'F') else 3
 
-def _claim(out:Path, marker:str, settings:dict, what:str, dry:bool=False,
-           legacy:dict|None=None): # settings older versions did not record -> the value they ran with
-    "Open `out` for a command that writes `marker`: new, or started with the same settings (`dry`: check only)."
-    m = out/marker
-    if m.is_file():
-        state = load_json(m)
-        old = (legacy or {}) | (state.get('settings') or {})   # a setting added since reads as what the old run did
-        if old != settings:
-            diff = ', '.join(f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in settings.items() if (old or {}).get(k) != v)
-            raise ValueError(f"{out} holds a {what} with other settings ({diff}): use the same settings to resume, or choose a new folder")
-        state['settings'] = settings   # the added settings are written with the next save
-        return state
-    if out.exists() and (not out.is_dir() or any(out.iterdir())): raise FileExistsError(f"{out} holds other files: choose a new folder for the {what}")
-    if dry: return None
-    out.mkdir(parents=True, exist_ok=True)
-    state = dict(settings=settings, done={}, seconds={})
-    save_json(state, m)
-    return state
-
 def _reference(out:Path, train:Images, s:ClassifierSettings, device, progress:bool) -> SpecCNN:
-    "The reference classifier in `out/`: loaded when it was trained on the same images with the same settings, else trained."
-    import hashlib
+    "The reference classifier in `out/`: loaded when trained on the same images with the same settings, else trained."
     shape = (len(train), *train.full_shape)   # of the full-size images, also when `train` holds small copies
     key = hashlib.sha256(('\n'.join(train.files) + repr(asdict(s)) + repr(shape)).encode()).hexdigest()[:16]
-    if (out/'config.json').is_file() and load_json(out/'config.json').get('key') == key: return load_classifier(out, device)
+    if (out/'config.json').is_file() and load_json(out/'config.json').get('key') == key:
+        return load_classifier(out, device)
     clf = train_classifier(train.x, train.y, len(train.classes), s, device=device, progress=progress)
     save_classifier(clf, out, key=key, classes=train.classes, settings=asdict(s))
     return clf
@@ -697,96 +720,118 @@ def _check_side(v) -> int:
     return check_number('image_size', v, 16, integer=True, hint='the reference classifier halves the side four times')
 
 def _check_sets(train:Images, held:Images, gen:Images, k:int, seed:int): # as `quality` gets them
-    "Fail before any work when `quality`'s draws (from the pool of `train` and `held`, matched to `gen`) are too small for `k`."
+    "Fail before any work when `quality`'s draws (from `train` + `held`, matched to `gen`) are too small for `k`."
     n = len(pool_draws(torch.cat([train.y, held.y]), gen.counts(), seed)[0])
-    if n <= k: raise ValueError(f"k={k} neighbours need more than {k} images in each compared set, but the real pool ({len(train)} "
-                                f"training + {len(held)} held-out images) and the generated images give draws of {n}: "
-                                "pass a smaller k or more real and generated images")
+    if n <= k: raise ValueError(f"k={k} neighbours need more than {k} images in each compared set, but the real pool "
+                                f"({len(train)} training + {len(held)} held-out images) and the generated images give "
+                                f"draws of {n}: pass a smaller k or more real and generated images")
 
+# %% ../nbs/09_evaluate.ipynb #9d733942
+def _load_sets(real, generated, train, size:int, channels:int, small:int, seed:int, progress:bool) -> tuple:
+    "Real R, generated G, training T and held-out H images as `evaluate` compares them (small copies in memory)."
+    load = lambda p, classes=None: load_images(p, size, channels, classes, progress, small=small)
+    R = load(real); G = load(generated, R.classes)
+    if exists(train): return R, G, load(train, R.classes), R
+    a, b = split_by_subject(R, 0.5, seed)   # half of the real subjects stand in for the generator's training set
+    return R, G, R.subset(a), R.subset(b)
+
+def _vq_pipeline(model, device, size:int):
+    "The model of `evaluate(model=...)`, refused at once when it makes images of another size."
+    if model is None: return None
+    pipe = load_pipeline(model, device)
+    if pipe.image_size != size: raise ValueError(f"the model makes {pipe.image_size} px images but the comparison is "
+                                                 f"at {size} px: pass image_size={pipe.image_size}")
+    return pipe
+
+def _say(num:dict, report:Path):
+    "One line of `evaluate`'s headline numbers."
+    g, met = num['generated'], sum(t['met'] for t in num['targets'].values())
+    print(f"KID x 1000 {g['kid'] * 1e3:.2f} (floor {num['floor']['kid'] * 1e3:.2f}); FID ratio {num['fid_ratio']:.2f}; "
+          f"precision {g['precision']:.2f}, density {g['density']:.2f}; {met} of {len(num['targets'])} targets met; "
+          f"report {report}")
+
+# %% ../nbs/09_evaluate.ipynb #b9f18fd0
 def evaluate(real:str, # held-out real images (class folders), or all real images when `train` is not given
              generated:str, # generated images (class folders, e.g. from `mdaug generate`)
              out:str='runs/evaluate', # where the metrics, pictures and report go
-             train:str|None=None, # the generator's training images; None: half of `real`'s subjects stand in for them
+             train:str|None=None, # the generator's training images; None: half of `real`'s subjects stand in
              model:str|None=None, # a model folder: also measure its VQ-VAE's ceiling on the held-out images
              image_size:int|None=None, # side the images are compared at; None: the generated images' size
              classifier_steps:int=1000, # training steps of the reference classifier
              k:int=3, # neighbours of precision, recall, density and coverage
              kid_subsets:int=100, # bootstrap draws of the 95% intervals of KID and FID
-             inception:bool=False, # also compute FID in Inception-v3 features (downloads weights; the natural-image standard)
+             inception:bool=False, # also FID in Inception-v3 features (downloads weights; the natural-image standard)
              seed:int=0, # seed of the splits, the classifier and the draws
              device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
              progress:bool=True # show progress bars
             ) -> Path:
-    "Score generated spectrograms against real ones in a reference classifier's feature space; writes metrics.json, plots and report.md."
+    "Score generated spectrograms against real ones in a reference classifier's features; writes metrics and a report."
     t0, out = time.time(), Path(out)
     check_number('classifier_steps', classifier_steps, 10, integer=True, hint='a fifth of them is warm-up')
     for name, v, lo in (('k', k, 1), ('kid_subsets', kid_subsets, 1), ('seed', seed, 0)):
         check_number(name, v, lo, integer=True)
     if exists(image_size): _check_side(image_size)
     for p in (real, generated, train):
-        if p is not None and not Path(p).is_dir(): raise FileNotFoundError(f"{p} is not a folder: pass folders of class folders of images")
+        if p is not None and not Path(p).is_dir():
+            raise FileNotFoundError(f"{p} is not a folder: pass folders of class folders of images")
     size, channels = _image_size(generated)
     size = _check_side(default(image_size, size))
-    settings = dict(real=str(Path(real).resolve()), generated=str(Path(generated).resolve()), train=train and str(Path(train).resolve()),
-                    model=model and str(model), image_size=size, classifier_steps=classifier_steps, k=k, kid_subsets=kid_subsets,
+    resolve = lambda p: p and str(Path(p).resolve())
+    settings = dict(real=resolve(real), generated=resolve(generated), train=resolve(train), model=model and str(model),
+                    image_size=size, classifier_steps=classifier_steps, k=k, kid_subsets=kid_subsets,
                     inception=inception, seed=seed)
     cs = ClassifierSettings(steps=classifier_steps, input_size=min(48, size), seed=seed).validate()
-    _claim(out, 'evaluate.json', settings, 'evaluation', dry=True)   # refuse a folder of something else before any work
+    claim_run(out, settings, 'evaluation', marker='evaluate.json', dry=True)   # refuse a folder of something else before any work
     device = default_device(device)
     with folder_lock(out, what='mdaug evaluate'):
         # small copies at the classifier's side in memory; full-size pixels stay on disk, read in batches where needed
-        load = lambda p, classes=None: load_images(p, size, channels, classes, progress, small=cs.input_size)
-        R = load(real); G = load(generated, R.classes)
-        if exists(train): T, H = load(train, R.classes), R
-        else:
-            a, b = split_by_subject(R, 0.5, seed); T, H = R.subset(a), R.subset(b)
+        R, G, T, H = _load_sets(real, generated, train, size, channels, cs.input_size, seed, progress)
         _check_sets(T, H, G, k, seed)
-        pipe = None
-        if exists(model):
-            from mdaug.generate import load_pipeline
-            pipe = load_pipeline(model, device)
-            if pipe.image_size != size:
-                raise ValueError(f"the model makes {pipe.image_size} px images but the comparison is at {size} px: "
-                                 f"pass image_size={pipe.image_size}")
-        state = _claim(out, 'evaluate.json', settings, 'evaluation')
+        pipe = _vq_pipeline(model, device, size)
+        state = claim_run(out, settings, 'evaluation', marker='evaluate.json', start=dict(done={}, seconds={}))
         clf = _reference(out/'classifier', T, cs, device, progress)
         num, mem = quality(clf, T, H, G, k, kid_subsets, seed)
         num['train_is_half_of_real'] = train is None
-        if inception: num['inception_fid'] = dict(generated=inception_fid(H, G), 
+        if inception: num['inception_fid'] = dict(generated=inception_fid(H, G),
                                                   note='Inception-v3 features (natural images)')
         if exists(pipe): num['vq_ceiling'] = vq_ceiling(pipe.vqvae, clf, H, batch_size=max(1, 32 * 128**2 // size**2))
-        with atomic_write(out/'memorisation.png', 'wb') as f: plot_memorisation(mem).savefig(f, format='png', dpi=110)
+        fig = plot_memorisation(mem)
+        with atomic_write(out/'memorisation.png', 'wb') as f: fig.savefig(f, format='png', dpi=110)
+        plt.close(fig)
         with atomic_write(out/'closest.png', 'wb') as f: closest_pairs(G, T, mem).save(f, format='PNG')
         state['done'] = dict(metrics=num); state['seconds'] = dict(total=round(time.time() - t0, 1))
         save_json(num, out/'metrics.json'); save_json(state, out/'evaluate.json')
         with atomic_write(out/'report.md') as f: f.write(_evaluate_report(num, settings))
-    if progress:
-        g, met = num['generated'], sum(t['met'] for t in num['targets'].values())
-        print(f"KID x 1000 {g['kid'] * 1e3:.2f} (floor {num['floor']['kid'] * 1e3:.2f}); FID ratio {num['fid_ratio']:.2f}; "
-              f"precision {g['precision']:.2f}, density {g['density']:.2f}; {met} of {len(num['targets'])} targets met; "
-              f"report {out/'report.md'}")
+    if progress: _say(num, out/'report.md')
     return out/'report.md'
 
 # %% ../nbs/09_evaluate.ipynb #02d7ac83
 def _evaluate_report(num:dict, settings:dict) -> str:
+    "`evaluate`'s report.md: what was compared, `quality_lines`, the classifier, memorisation, the first stage."
     m, c = num['memorisation'], num['classifier']
-    lines = ["# mdaug evaluate", "", f"Real: `{settings['real']}`; generated: `{settings['generated']}`; compared at {settings['image_size']} px.", "",
+    trained_on = ("(half of the real subjects; the other half is held out)" if num['train_is_half_of_real']
+                  else f"(`{settings['train']}`)")
+    lines = ["# mdaug evaluate", "", f"Real: `{settings['real']}`; generated: `{settings['generated']}`; "
+             f"compared at {settings['image_size']} px.", "",
              "Scores are in the feature space of a small CNN trained only on the real training images "
-             + ("(half of the real subjects; the other half is held out)" if num['train_is_half_of_real'] else f"(`{settings['train']}`)")
-             + ".", ""]
+             f"{trained_on}.", ""]
     lines += quality_lines(num)
-    lines += ["",
-              f"Reference classifier: {c['accuracy_held_out']:.1%} on held-out real images, {c['accuracy_generated']:.1%} of generated images "
-              "recognised as the class they were generated for.", "",
+    lines += ["", f"Reference classifier: {c['accuracy_held_out']:.1%} on held-out real images, "
+              f"{c['accuracy_generated']:.1%} of generated images recognised as the class they were generated for.", "",
               "## Memorisation", "",
-              f"Median RMS distance to the nearest training image: generated {m['median_gen']:.3f}, held-out real {m['median_test']:.3f}. "
-              f"{m['share_closer']:.1%} of generated images are closer to a training image than any held-out real image is.", "",
+              f"Median RMS distance to the nearest training image: generated {m['median_gen']:.3f}, held-out real "
+              f"{m['median_test']:.3f}. {m['share_closer']:.1%} of generated images are closer to a training image "
+              "than any held-out real image is.", "",
               "![distances](memorisation.png)", "", "![closest pairs](closest.png)", ""]
     if 'vq_ceiling' in num:
         v = num['vq_ceiling']
-        lines += ["## The first stage's ceiling", "", f"Reference classifier on VQ-VAE reconstructions: {v['accuracy_reconstructed']:.1%} "
-                  f"against {v['accuracy']:.1%} on the originals (ratio {v['ratio']:.3f}); PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}.", ""]
-    if 'inception_fid' in num: lines += [f"Inception-v3 FID (natural-image features, for comparison with other papers): {num['inception_fid']['generated']:.2f}", ""]
+        lines += ["## The first stage's ceiling", "",
+                  f"Reference classifier on VQ-VAE reconstructions: {v['accuracy_reconstructed']:.1%} against "
+                  f"{v['accuracy']:.1%} on the originals (ratio {v['ratio']:.3f}); PSNR {v['psnr']:.2f} dB, "
+                  f"SSIM {v['ssim']:.3f}.", ""]
+    if 'inception_fid' in num:
+        lines += ["Inception-v3 FID (natural-image features, for comparison with other papers): "
+                  f"{num['inception_fid']['generated']:.2f}", ""]
     return '\n'.join(lines)
 
 # %% ../nbs/09_evaluate.ipynb #848f9e33
@@ -822,6 +867,7 @@ def real_band(real_feats:torch.Tensor, # features `(N, D)` of the real images
         band[c, 1] = d.quantile(high) if high < 1 else math.inf
     return band
 
+# %% ../nbs/09_evaluate.ipynb #1f5a9667
 def _verdict(reason:torch.Tensor, labels:torch.Tensor, n_classes:int, names:tuple, **extra) -> dict:
     "Kept indices, each image's reason (`names[0]` keeps it), and the count of every reason per class."
     counts = {r: torch.bincount(labels[reason == i], minlength=n_classes).tolist() for i, r in enumerate(names)}
@@ -915,7 +961,6 @@ def plot_feature_filter(v:dict, # the result of `feature_filter`
                         title:str='' # a title
                        ):
     "Per class: the band between the two cuts, the real images' nearest-real distances, the generated ones by verdict."
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(max(6, len(classes) + 2), 3.6))
     gl, dist, rl = torch.tensor(v['labels']), v['dist'].float(), torch.tensor(v['real_dist_labels'])
     rr = v['real_dist'].float()

@@ -6,7 +6,7 @@ Docs: https://mdaug.github.io/mdaug/experiments.html.md"""
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2c8
 from __future__ import annotations
-import contextlib, math, os, random, shutil, time
+import argparse, contextlib, math, os, random, shutil, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
@@ -15,21 +15,24 @@ import torch
 from scipy import stats
 
 from .core import (exists, default, default_device, get_profile, save_json, load_json, atomic_write, atomic_dir,
-                        labelled_grid, check_number, folder_lock, shipped)
-from .data import prepare, SpectrogramDataset
-from .vqvae import train_vqvae, PRESETS
+                        labelled_grid, check_number, check_memory, folder_lock, shipped, claim_run, SettingsChanged,
+                        check_fields, add_settings_args, settings_args, PROFILES)
+from .data import prepare, get_dataloaders, SpectrogramDataset
+from .vqvae import train_vqvae, make_config, PRESETS
 from .unet import UNET_PRESETS
-from .train import train_ldm, list_checkpoints, load_vqvae
-from .generate import load_pipeline, claim_folder, class_counts, write_batches, next_seed, check_sampling
+from .train import train_ldm, load_vqvae, make_settings
+from .learner import list_checkpoints
+from .pipeline import load_pipeline, model_id, check_sampling
+from .generate import claim_folder, class_counts, write_batches, next_seed
 from .evaluate import (Images, load_images, split_by_subject, ClassifierSettings, train_classifier, accuracy,
                             vq_ceiling, quality, quality_lines, memorisation, plot_memorisation,
                             plot_confusions, sift_generated, feature_folds, match_counts, tune_classic, CLASSIC_GRID,
-                            _claim, _reference)
+                            _reference)
 
 # %% auto #0
 __all__ = ['BENCH_PRESETS', 'CLASSIC_GRIDS', 'ARMS', 'subjects_known', 'subject_folds', 'max_folds', 'nested_subsets',
-           'fold_plan', 'fold_interval', 'BenchSettings', 'ceiling_verdict', 'choose_generated', 'benchmark',
-           'summarise', 'bench_report', 'plot_accuracy']
+           'fold_plan', 'fold_interval', 'BenchSettings', 'bench_settings', 'ceiling_verdict', 'choose_generated',
+           'benchmark', 'cli_parser', 'from_args', 'summarise', 'bench_report', 'plot_accuracy', 'fit']
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2d3
 def subjects_known(ims:Images) -> bool:
@@ -126,7 +129,7 @@ def fold_interval(v) -> dict: # one value per fold
 @dataclass
 class BenchSettings:
     "What the augmentation benchmark runs: folds, sizes, seeds, the first stage, and the models' budgets."
-    sizes:tuple=(5, 10, 20)     # real training images per class (nested subsets of each fold's training subjects)
+    sizes:tuple[int, ...]=(5, 10, 20) # real training images per class (nested subsets of each fold's training subjects)
     folds:int=3                 # subject-wise test folds (fewer where a class has fewer subjects)
     seeds:int=2                 # classifier seeds per arm and fold
     image_size:int=64           # side of every image
@@ -137,8 +140,8 @@ class BenchSettings:
     vq_steps:int=1200           # first_stage='train': its training steps (on the fold's largest subset)
     unet_preset:str='cpu'       # `mdaug.unet.UNET_PRESETS` key of each fold's and size's diffusion model
     ldm_steps:int=1000          # diffusion training steps per fold and size
-    ratios:tuple=(1, 3)         # generated images per real image to choose from on validation
-    sift_thresholds:tuple=(0., 0.8) # classifier-sift confidences to choose from (0: no sift; the feature filter runs)
+    ratios:tuple[float, ...]=(1, 3) # generated images per real image to choose from on validation
+    sift_thresholds:tuple[float, ...]=(0., 0.8) # classifier-sift confidences to choose from (0: no sift)
     sampler:str='dpmpp_2m'      # sampler of the generated images
     sample_steps:int=20         # its steps
     guidance_scale:float=2.     # classifier-free guidance
@@ -149,6 +152,7 @@ class BenchSettings:
     clf_steps:int=400           # training steps of every benchmark classifier
     ref_steps:int=1000          # training steps of each fold's reference classifier (its inner training subjects)
     split_seed:int=0            # seed of the folds, inner splits, nested subsets and classifiers (1000 x it + i)
+    profile:str='cpu'           # run profile of the stages' training presets: 'ci', 'cpu' or 'gpu'
 
     def validate(self):
         if not self.sizes or any(int(k) < 1 for k in self.sizes):
@@ -160,6 +164,7 @@ class BenchSettings:
         check_number('image_size', self.image_size, 16, integer=True, hint='the classifiers halve the side four times')
         if not 0 < self.val_pct < 1: raise ValueError(f"val_pct must be in (0, 1), got {self.val_pct}")
         if self.channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.profile not in PROFILES: raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {self.profile!r}")
         if self.first_stage not in ('shipped', 'train'):
             raise ValueError(f"first_stage must be 'shipped' or 'train', got {self.first_stage!r}")
         if self.first_stage == 'shipped' and (self.channels != 3 or self.image_size % 4):
@@ -191,16 +196,29 @@ class BenchSettings:
         "Generated images per class at size `k`: enough for the largest ratio."
         return max(1, math.ceil(max(self.ratios) * k))
 
+# %% ../nbs/12_experiments.ipynb #e1f608b5
 BENCH_PRESETS = {
-    'ci':    dict(sizes=(1, 2), folds=2, seeds=1, image_size=32, val_pct=0.5, vq_preset='ci', vq_steps=4,
-                  unet_preset='ci', ldm_steps=4, ratios=(1, 2), sift_thresholds=(0., 0.5), sample_steps=2,
-                  classic_grid='small', clf_steps=10, ref_steps=10),
-    'quick': dict(sizes=(10,), folds=3, seeds=1, unet_preset='ci', ldm_steps=800, sample_steps=10, classic_grid='small',
-                  clf_steps=300, ref_steps=600),
-    'cpu':   dict(),
-    'gpu':   dict(sizes=(5, 10, 20, 50), folds=5, seeds=3, image_size=128, unet_preset='gpu', ldm_steps=10000,
-                  ratios=(1, 3, 10), sample_steps=50, clf_steps=1500, ref_steps=3000),
+    'ci':    BenchSettings(sizes=(1, 2), folds=2, seeds=1, image_size=32, val_pct=0.5, vq_preset='ci', vq_steps=4,
+                           unet_preset='ci', ldm_steps=4, ratios=(1, 2), sift_thresholds=(0., 0.5), sample_steps=2,
+                           classic_grid='small', clf_steps=10, ref_steps=10, profile='ci'),
+    'quick': BenchSettings(sizes=(10,), folds=3, seeds=1, unet_preset='ci', ldm_steps=800, sample_steps=10,
+                           classic_grid='small', clf_steps=300, ref_steps=600),
+    'cpu':   BenchSettings(),
+    'gpu':   BenchSettings(sizes=(5, 10, 20, 50), folds=5, seeds=3, image_size=128, unet_preset='gpu', ldm_steps=10000,
+                           ratios=(1, 3, 10), sample_steps=50, clf_steps=1500, ref_steps=3000, profile='gpu'),
 }
+
+def bench_settings(preset:str|None=None, # 'ci', 'quick' (a first look), 'cpu' or 'gpu'; None: the run profile's name
+                   **overrides # any `BenchSettings` field; None values are ignored
+                  ) -> BenchSettings:
+    "Validated `BenchSettings`: a preset with `overrides`."
+    preset = default(preset, lambda: get_profile().name)
+    if preset not in BENCH_PRESETS:
+        raise ValueError(f"unknown benchmark preset {preset!r}: choose one of {sorted(BENCH_PRESETS)}")
+    check_fields(BenchSettings, overrides, 'benchmark setting')
+    s = replace(BENCH_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    s.validate()
+    return s
 
 # what `tune_classic` tries: lesson 09's grid, and a small one for quick runs (none, 4 ops alone, the best two)
 CLASSIC_GRIDS = dict(default=CLASSIC_GRID,
@@ -245,9 +263,8 @@ def _first_stage(out:Path, s:BenchSettings, f:int, prof:str, progress:bool) -> P
         return d
     run, big = out/'vq'/f'fold{f}', max(s.sizes)
     if not (run/'best'/'config.json').is_file():
-        train_vqvae(out/'subsets'/f'f{f}_{big:03d}', run, profile=prof, preset=s.vq_preset, steps=s.vq_steps,
-                    image_size=s.image_size, channels=s.channels, lpips_weight=0., resume=(run/'latest').exists(),
-                    progress=progress)
+        train_vqvae(out/'subsets'/f'f{f}_{big:03d}', run, make_config(prof, s.vq_preset, steps=s.vq_steps,
+                    image_size=s.image_size, channels=s.channels, lpips_weight=0.), resume=True, progress=progress)
     return run/'best'
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2f0
@@ -285,9 +302,10 @@ def _generator(out:Path, s:BenchSettings, f:int, k:int, vq:Path, prof:str, devic
     run = out/'ldm'/f'f{f}_{k:03d}'
     if not (run/'model'/'mdaug.json').is_file():
         bs = min(get_profile(prof).batch_size, k * len(classes))   # a small subset is one batch
-        train_ldm(out/'subsets'/f'f{f}_{k:03d}', vq, run, profile=prof, steps=s.ldm_steps, batch_size=bs,
-                  unet_preset=s.unet_preset, sample_every=s.ldm_steps, log_with='none',
-                  resume='latest' if list_checkpoints(run) else None, progress=progress)
+        settings = make_settings(prof, steps=s.ldm_steps, batch_size=bs, unet_preset=s.unet_preset,
+                                 sample_every=s.ldm_steps, log_with='none')
+        train_ldm(out/'subsets'/f'f{f}_{k:03d}', vq, run, settings, resume='latest' if list_checkpoints(run) else None,
+                  progress=progress)
     gdir = out/'generated'/f'f{f}_{k:03d}'
     _fill_generated(run/'model', gdir, s.gen_per_class(k), s, device, progress)
     return load_images(gdir, channels=s.channels, classes=classes, progress=False)
@@ -312,10 +330,10 @@ def choose_generated(S:Images, # the size's real images
                      device=None
                     ) -> dict:
     "Sift at every threshold, then choose (ratio, threshold) by validation accuracy: first best wins ties."
-    fit = lambda x, y: train_classifier(x, y, len(S.classes), cs, device=device)
+    train = lambda x, y: train_classifier(x, y, len(S.classes), cs, device=device)
     off = (s.filter_low, s.filter_high, s.filter_other_class) == (0, 1, False)
-    folds = None if off else [(i, fit(S.x[i], S.y[i])) for i in feature_folds(S, cs.seed)]
-    clf = fit(S.x, S.y)
+    folds = None if off else [(i, train(S.x[i], S.y[i])) for i in feature_folds(S, cs.seed)]
+    clf = train(S.x, S.y)
     sifts = {str(t): sift_generated(clf, gen, S, t, s.filter_low, s.filter_high, s.filter_other_class, folds)
              for t in s.sift_thresholds}
     k = round(len(S) / len(S.classes))
@@ -323,7 +341,7 @@ def choose_generated(S:Images, # the size's real images
     for r in s.ratios:
         for t in s.sift_thresholds:
             g = _draw(gen, sifts[str(t)]['kept'], max(1, round(r * k)), cs.seed)
-            acc = accuracy(fit(*_cat(S, g)), V)[0]
+            acc = accuracy(train(*_cat(S, g)), V)[0]
             scores[f'{r:g}x, sift {t:g}'] = acc
             if best is None or acc > best[0]: best = (acc, r, t)
     return dict(scores=scores, ratio=best[1], threshold=best[2], val_accuracy=best[0],
@@ -351,59 +369,31 @@ def _run_arms(state:dict, save, f:int, k:int, S:Images, gen:Images, test:Images,
             with _timed(state, 'classifiers', save):
                 if x is None: arms[key] = dict(accuracy=None, n_train=0)
                 else:
-                    clf = train_classifier(x, y, len(S.classes), cs, device=device, seed=cs.seed + seed,
-                                           classic=classic, progress=progress)
+                    clf = train_classifier(x, y, len(S.classes), replace(cs, seed=cs.seed + seed, classic=classic),
+                                           device=device, progress=progress)
                     acc, cm = accuracy(clf, test)
                     arms[key] = dict(accuracy=acc, confusion=cm.tolist(), n_train=len(x))
             save()
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2f9
-def _parse_list(name:str, v, kind=float) -> tuple:
-    "A tuple from a comma-separated string (or any sequence), with one clear line when it is not one."
-    if not isinstance(v, str): return tuple(v)
-    try: return tuple(kind(x) for x in v.split(',') if x.strip())
-    except ValueError:
-        raise ValueError(f"{name} must be comma-separated {dict(int='integers').get(kind.__name__, 'numbers')} such as "
-                         f"'1,3', got {v!r}") from None
-
 def benchmark(data:str, # a class-folder dataset (subjects in metadata.csv, user folders or `<subject>_<n>.png`)
               out:str='runs/benchmark', # the run folder; run the same command again to resume
-              preset:str|None=None, # 'ci', 'quick' (a first look), 'cpu' or 'gpu'; None: the run profile's name
-              sizes:str|None=None, # comma-separated real images per class, e.g. '5,10,20'; None: the preset's
-              folds:int|None=None, # subject-wise test folds; None: the preset's
-              seeds:int|None=None, # classifier seeds per arm and fold; None: the preset's
-              image_size:int|None=None, # side of every image; None: the preset's
-              first_stage:str|None=None, # 'shipped' (pretrained on simulated data) or 'train'; None: the preset's
-              ldm_steps:int|None=None, # diffusion training steps per fold and size; None: the preset's
-              ratios:str|None=None, # comma-separated generated images per real image to choose from; None: preset's
-              sift_thresholds:str|None=None, # comma-separated sift confidences to choose from (0: none); None: preset's
-              filter_low:float|None=None, # feature filter: near-copy cut, a quantile of the band; None: the preset's
-              filter_high:float|None=None, # feature filter: outlier cut, a quantile of the band; None: the preset's
-              filter_other_class:bool|None=None, # feature filter: drop images nearest another class; None: preset's
-              split_seed:int|None=None, # seed of the folds, splits and classifiers (a rerun with others: another seed)
+              settings:BenchSettings|None=None, # what to run (None: `bench_settings()`, the run profile's preset)
+              *,
               device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
               progress:bool=True # show progress bars
              ) -> Path:
     "Which recipe helps a classifier at N images per class? Every arm on every subject-wise fold; returns report.md."
-    preset = default(preset, lambda: get_profile().name)
-    if preset not in BENCH_PRESETS:
-        raise ValueError(f"unknown benchmark preset {preset!r}: choose one of {sorted(BENCH_PRESETS)}")
-    over = dict(folds=folds, seeds=seeds, image_size=image_size, first_stage=first_stage, ldm_steps=ldm_steps,
-                filter_low=filter_low, filter_high=filter_high, filter_other_class=filter_other_class,
-                split_seed=split_seed)
-    lists = (('sizes', sizes, int), ('ratios', ratios, float), ('sift_thresholds', sift_thresholds, float))
-    over |= {name: _parse_list(name, v, kind) for name, v, kind in lists if exists(v)}
-    s = replace(BenchSettings(), **(BENCH_PRESETS[preset] | {k: v for k, v in over.items() if v is not None}))
-    s.validate()
+    s = default(settings, bench_settings).validate()
     if not Path(data).is_dir():
         raise FileNotFoundError(f"{data} is not a folder: pass a folder of class folders of spectrograms")
     _check_pool(data, s)
     settings = dict(asdict(s), sizes=list(s.sizes), ratios=list(s.ratios), sift_thresholds=list(s.sift_thresholds),
-                    data=str(Path(data).resolve()), preset=preset, version=2)
+                    data=str(Path(data).resolve()), version=2)
     out, t0 = Path(out), time.time()
     if (out/'benchmark.json').is_file() and (load_json(out/'benchmark.json').get('settings') or {}).get('version') != 2:
         raise ValueError(f"{out} holds a benchmark of an earlier mdaug (one test split, no folds): choose a new folder")
-    _claim(out, 'benchmark.json', settings, 'benchmark', dry=True)
+    claim_run(out, settings, 'benchmark', marker='benchmark.json', dry=True)   # refuse before any work
     with folder_lock(out, what='mdaug benchmark'): return _bench_run(data, out, s, settings, device, progress, t0)
 
 def _check_pool(data, s:BenchSettings):
@@ -414,6 +404,22 @@ def _check_pool(data, s:BenchSettings):
     ims = Images(torch.zeros(len(ds.labels), 1, 1, 1), torch.tensor(ds.labels), list(ds.classes),
                  [str(f) for f in ds.files], list(ds.subjects))   # labels and subjects only: no pixel is read
     fold_plan(ims, s.folds, s.sizes, s.val_pct, s.split_seed)
+
+# %% ../nbs/12_experiments.ipynb #d0b522c2
+def cli_parser() -> argparse.ArgumentParser:
+    "The parser of `mdaug benchmark`: the data, the run folder, a preset, and one `--option` per `BenchSettings` field."
+    p = argparse.ArgumentParser(prog='mdaug benchmark', description=benchmark.__doc__)
+    p.add_argument('data', help="a class-folder dataset (subjects in metadata.csv, user folders or `<subject>_<n>.png`)")
+    p.add_argument('--out', default='runs/benchmark', help="the run folder; run the same command again to resume")
+    p.add_argument('--preset', help="'ci', 'quick' (a first look), 'cpu' or 'gpu' (default: the run profile's name)")
+    p.add_argument('--device', help="'cuda', 'mps' or 'cpu' (default: the best available)")
+    p.add_argument('--no-progress', dest='progress', action='store_false', help="do not show progress bars")
+    return add_settings_args(p, BenchSettings)
+
+def from_args(ns) -> Path:
+    "`benchmark` with parsed arguments."
+    s = bench_settings(ns.preset, **settings_args(ns, BenchSettings))
+    return benchmark(ns.data, ns.out, s, device=ns.device, progress=ns.progress)
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2f9b
 def _prepare(data, out:Path, s:BenchSettings, state:dict, save, progress:bool) -> tuple:
@@ -436,9 +442,9 @@ def _prepare(data, out:Path, s:BenchSettings, state:dict, save, progress:bool) -
 # %% ../nbs/12_experiments.ipynb #e0a1b2g0
 def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:bool, t0:float) -> Path:
     "The benchmark's stages in `out` (which the caller owns), each skipped when `benchmark.json` says it is done."
-    state = _claim(out, 'benchmark.json', settings, 'benchmark')
+    state = claim_run(out, settings, 'benchmark', marker='benchmark.json', start=dict(done={}, seconds={}))
     save, done = (lambda: save_json(state, out/'benchmark.json')), state['done']
-    device, prof = default_device(device), {'ci': 'ci', 'gpu': 'gpu'}.get(settings['preset'], 'cpu')
+    device, prof = default_device(device), s.profile
     say = print if progress else (lambda *a: None)
     prep, allx = _prepare(data, out, s, state, save, progress)
     at = {f: i for i, f in enumerate(allx.files)}
@@ -553,7 +559,7 @@ def _iv(v:dict|None, scale:float=100., sign:bool=False, clip:bool=False) -> str:
 def _top_lines(summary:dict, s:dict) -> list:
     "The report's opening: the data, the folds, and the two warnings that matter most."
     lines = ["# mdaug benchmark: which recipe helps a classifier?", "",
-             f"Data `{s['data']}` at {s['image_size']} px, preset `{s['preset']}`: {summary['folds']} subject-wise "
+             f"Data `{s['data']}` at {s['image_size']} px, profile `{s.get('profile', 'cpu')}`: {summary['folds']} subject-wise "
              f"folds (every subject in one test fold), {s['seeds']} classifier seed(s) per arm and fold, "
              f"{s['clf_steps']} steps each. Each fold and size has its own diffusion model, trained on that size's "
              f"real images only (each fold's training subjects are another fold's test subjects, so none is shared).",
@@ -695,3 +701,94 @@ def _bench_pictures(out:Path, state:dict, summary:dict, allx:Images, get):
     with atomic_write(out/'samples.png', 'wb') as f:
         head = ['real'] * 2 + [f'gen {k}' for k in s['sizes'] for _ in range(2)]
         labelled_grid(rows, header=head).save(f, format='PNG')
+
+# %% ../nbs/12_experiments.ipynb #8a1f2aa3
+def _fit_settings(data, out:Path, p, image_size, channels, vq_steps, ldm_steps, batch_size) -> dict:
+    "Check every setting of `fit` before anything is written; returns them as recorded in fit.json."
+    src = Path(data)
+    if not src.exists():
+        raise FileNotFoundError(f"{data} does not exist: pass a folder of class folders of spectrogram images "
+                                f"(or a .zip of one)")
+    s, o = src.resolve(), out.resolve()
+    if src.is_dir() and (o == s or o.is_relative_to(s)):
+        raise ValueError(f"out={out} is inside the data folder {data}: choose a folder outside it (fit writes prepared "
+                         f"images and models there)")
+    if s.is_relative_to(o): raise ValueError(f"the data {data} is inside out={out}: choose another folder for the run")
+    size, ch = default(image_size, p.image_size), default(channels, p.channels)
+    check_number('image_size', size, 8, integer=True)
+    if ch not in (1, 3): raise ValueError(f"channels={ch}: use 1 (gray) or 3 (RGB)")
+    vq_steps, ldm_steps = default(vq_steps, p.vq_steps), default(ldm_steps, p.ldm_steps)
+    for k, v in (('vq_steps', vq_steps), ('ldm_steps', ldm_steps)): check_number(k, v, 1, 10**8, integer=True)
+    if exists(batch_size): check_number('batch_size', batch_size, 1, 4096, integer=True)
+    cfg = make_config(p.name, steps=vq_steps, image_size=size, channels=ch, batch_size=batch_size).validate()
+    check_memory(f"image_size={size}", 4. * cfg.batch_size * size * size * cfg.width, "choose a smaller image_size")
+    make_settings(p.name, steps=ldm_steps, batch_size=batch_size)  # refuses what the diffusion stage cannot run
+    return dict(data=str(s), profile=p.name, image_size=size, channels=ch, vq_steps=vq_steps, ldm_steps=ldm_steps,
+                batch_size=batch_size)
+
+# %% ../nbs/12_experiments.ipynb #7a09920f
+def _fit_batches(prepared:Path, p, s:dict) -> tuple[int, int]:
+    "Batch sizes of the two stages for the prepared data: the requested (or profile's) ones, lowered for a small set."
+    cfg = make_config(p.name, steps=s['vq_steps'], image_size=s['image_size'], channels=s['channels'],
+                      batch_size=s['batch_size'])
+    dls = get_dataloaders(prepared, cfg.image_size, cfg.channels, cfg.batch_size, cfg.valid_pct, cfg.seed, 0)
+    counts = {c: dls.train_ds.labels.count(i) + dls.valid_ds.labels.count(i) for i, c in enumerate(dls.classes)}
+    few = {c: n for c, n in counts.items() if n < 2}
+    if few or not len(dls.valid_ds) or not len(dls.train_ds):
+        n = few or len(dls.train_ds) + len(dls.valid_ds)
+        raise ValueError(f"too few images to fit ({n}): fit needs at least 2 per class, one to train on and one to "
+                         f"check the VQ-VAE with; add images, or leave those classes out")
+    ldm_bs = make_settings(p.name, steps=s['ldm_steps'], batch_size=s['batch_size']).batch_size
+    vq = min(cfg.batch_size, len(dls.train_ds)); ldm = min(ldm_bs, len(dls.train_ds) + len(dls.valid_ds))
+    if (vq, ldm) != (cfg.batch_size, ldm_bs):
+        print(f"fit: the data is small, so batches are {vq} images for the VQ-VAE and {ldm} for the diffusion model "
+              f"(instead of {cfg.batch_size} and {ldm_bs}; set them with --batch-size)")
+    return vq, ldm
+
+# %% ../nbs/12_experiments.ipynb #effc23b2
+def _fit_state(out:Path, settings:dict) -> dict:
+    "The state of the run in `out/fit.json`: the stages done with these settings, or a fresh start."
+    try: return claim_run(out, settings, 'fit run', marker='fit.json', start=dict(done={}))
+    except SettingsChanged as e:
+        if e.old['done']: raise   # a finished stage was made with the earlier settings: refused in one line
+        said = ', '.join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in e.diff.items())
+        print(f"fit: nothing was finished with the earlier settings ({said}): starting with these")
+        return dict(settings=settings, done={})
+
+# %% ../nbs/12_experiments.ipynb #a280fbf9
+def fit(data:str, # the real dataset: class folders (or a flat folder for an unconditional model), or a .zip of one
+        out:str, # the run folder: prepared data, vq/, ldm/ and the final model/
+        profile:str|None=None, # run profile 'ci', 'cpu' or 'gpu' (None: automatic)
+        image_size:int|None=None, # side of the prepared images; None: the profile's
+        channels:int|None=None, # 1 or 3; None: the profile's
+        vq_steps:int|None=None, # VQ-VAE training steps; None: the profile's
+        ldm_steps:int|None=None, # diffusion training steps; None: the profile's
+        batch_size:int|None=None, # images per step of both stages; None: the profile's, lowered to fit a small dataset
+        progress:bool=True # show progress bars
+       ) -> Path:
+    "Prepare `data`, train a VQ-VAE and a latent diffusion model on it, and write the pipeline to `out/model`; resumes."
+    p, out = get_profile(profile), Path(out)
+    s = _fit_settings(data, out, p, image_size, channels, vq_steps, ldm_steps, batch_size)  # before anything is written
+    with folder_lock(out, 'mdaug fit'):
+        state = _fit_state(out, s)
+        save = lambda: save_json(state, out/'fit.json')
+        save()
+        t0, done = time.time(), state['done']
+        if 'prepare' not in done:
+            rep = prepare(data, out/'prepared', image_size=s['image_size'], channels=s['channels'], progress=progress)
+            done['prepare'] = dict(images=rep.n_ok, skipped=len(rep.skipped), classes=rep.classes); save()
+        try: vq_bs, ldm_bs = _fit_batches(out/'prepared', p, s)
+        except ValueError: done.pop('prepare'); save(); raise   # prepared again once the data has more images
+        if 'vqvae' not in done:
+            best = train_vqvae(out/'prepared', out/'vq', make_config(p.name, steps=s['vq_steps'], batch_size=vq_bs,
+                               image_size=s['image_size'], channels=s['channels']), resume=True, progress=progress)
+            done['vqvae'] = {k: v for k, v in load_json(best/'metrics.json').items() if k != 'latent_shape'}; save()
+        if 'ldm' not in done:
+            settings = make_settings(p.name, steps=s['ldm_steps'], batch_size=ldm_bs)
+            model = train_ldm(out/'prepared', out/'vq'/'best', out/'ldm', settings,
+                              resume='latest' if list_checkpoints(out/'ldm') else None, progress=progress)
+            with atomic_dir(out/'model') as d: shutil.copytree(model, d, dirs_exist_ok=True)
+            done['ldm'] = dict(steps=s['ldm_steps'], model_sha256=model_id(load_pipeline(out/'model', device='cpu')))
+            save()
+        state.setdefault('seconds', 0.); state['seconds'] += round(time.time() - t0, 1); save()
+    return out/'model'

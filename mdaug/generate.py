@@ -1,4 +1,4 @@
-"""The shipped trained model, a diffusers pipeline that calls our samplers, generation to files that can be regenerated bit for bit, augmented datasets that never overwrite, longer spectrograms, and `fit`: your own data to a model in one command.
+"""Generation to files that can be regenerated bit for bit, variations of real spectrograms, augmented datasets that never overwrite, longer spectrograms, and a check that the samples are not copies.
 
 Docs: https://mdaug.github.io/mdaug/generate.html.md"""
 
@@ -6,311 +6,30 @@ Docs: https://mdaug.github.io/mdaug/generate.html.md"""
 
 # %% ../nbs/08_generate.ipynb #aa4ad354
 from __future__ import annotations
-import contextlib, csv, filecmp, hashlib, io, json, os, re, shutil, time
+import contextlib, csv, filecmp, io, os, re, shutil, time
 from collections import Counter
 from pathlib import Path
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
-from fastcore.basics import patch
-from diffusers import DiffusionPipeline, ImagePipelineOutput
-from diffusers.utils.torch_utils import randn_tensor
 
-from .core import (exists, default, default_device, get_profile, atomic_write, atomic_dir, save_json, load_json,
-                        labelled_grid, shipped, check_number, check_memory, folder_lock, refuse_pickles, image_to_tensor)
-from .samplers import SAMPLERS
-from .unet import speed_up
+from .core import (exists, default, get_profile, atomic_write, save_json, load_json, labelled_grid, check_number,
+                        folder_lock, image_to_tensor, claim_run)
+from .data import SpectrogramDataset, open_image, BadImageError, canonical_path
+from .pipeline import load_pipeline, model_id, check_sampling
 
 # %% auto #0
-__all__ = ['DTYPES', 'MARKER', 'JOURNAL', 'COLUMNS', 'check_sampling', 'NonFiniteError', 'check_finite', 'MDaugPipeline',
-           'model_id', 'quiet_diffusers', 'find_model', 'resolve_dtype', 'load_pipeline', 'export_model', 'read_rows',
-           'save_rows', 'append_rows', 'claim_folder', 'mark', 'next_seed', 'load_sources', 'write_rows',
-           'write_batches', 'check_source', 'generate', 'regenerate', 'variation_jobs', 'sample_classes', 'class_grid',
-           'nearest', 'augment', 'class_counts', 'augment_summary', 'augmented_grid', 'fit']
-
-# %% ../nbs/08_generate.ipynb #b5d77489
-def check_sampling(sampler:str='ddim', # a key of `mdaug.samplers.SAMPLERS`
-                   steps:int|None=None, # sampler steps (None: chosen later)
-                   batch_size:int=16, # images per sampler call
-                   count:float|None=None, # images (or images per real image) to make
-                   eta:float=0., # DDIM's noise
-                   guidance_scale:float|None=None, # classifier-free guidance
-                   strength:float=1. # image-to-image: how far source images are noised (1: from pure noise)
-                  ):
-    "Fail fast, before a model loads, on sampling settings that cannot work: every number finite and in range."
-    if sampler not in SAMPLERS: raise ValueError(f"unknown sampler {sampler!r}: choose one of {sorted(SAMPLERS)}")
-    if exists(steps): check_number('steps', steps, 1, 10_000, integer=True)
-    check_number('batch_size', batch_size, 1, 4096, integer=True)
-    if exists(count): check_number('the number of images to generate', count, 0, lo_open=True)
-    check_number('eta', eta, 0, 1, hint='0 is deterministic DDIM, 1 is as noisy as DDPM')
-    if exists(guidance_scale): check_number('guidance_scale', guidance_scale, 0, 100, hint='1 is no guidance, 2 to 4 is usual')
-    check_number('strength', strength, 0, 1, lo_open=True, hint="1 starts from noise; 0.25 to 0.5 keeps the source image's structure")
-    if eta and sampler != 'ddim': raise ValueError(f"eta={eta} only applies to the ddim sampler: use --sampler ddim or eta 0")
-
-# %% ../nbs/08_generate.ipynb #94c0a52a
-class NonFiniteError(ValueError):
-    "A sampler or decoder produced NaN or inf: nothing of the batch is handed on."
-
-def check_finite(x:torch.Tensor, # a batch `(B, ...)`
-                 where:str, # what produced it, for the message
-                 sampler:str='', guidance_scale:float|None=None # the settings that made it
-                ):
-    "Raise `NonFiniteError` (one line) if any image of `x` holds NaN or inf."
-    bad = (~torch.isfinite(x.flatten(1))).any(1)
-    if bad.any():
-        raise NonFiniteError(f"{where} produced non-finite values (NaN or inf) in {int(bad.sum())} of {len(x)} image(s) "
-                             f"(sampler {sampler}, guidance_scale {guidance_scale}): nothing was written; lower guidance_scale, "
-                             f"use float32, or check the model")
-
-# %% ../nbs/08_generate.ipynb #0b1138dc
-class MDaugPipeline(DiffusionPipeline):
-    "Latent diffusion for spectrograms: a UNet (class-conditional or not), a VQ-VAE and a scheduler that holds the training schedule."
-    model_cpu_offload_seq = 'unet->vqvae'
-
-    def __init__(self, unet, # a diffusers `UNet2DModel` predicting noise (or v) on latents
-                 vqvae, # the diffusers `VQModel` whose `scaling_factor` scaled the latents in training
-                 scheduler, # a diffusers scheduler configured with the training schedule (`DDIMScheduler`)
-                 classes:list|None=None): # class names in label order; None for an unconditional model
-        super().__init__()
-        n = unet.config.num_class_embeds
-        if exists(classes) and n != len(classes) + 1:
-            raise ValueError(f"the UNet has {n} class embeddings but {len(classes)} class names were given (expected {n - 1 if n else 0} plus the null class)")
-        self.register_modules(unet=unet, vqvae=vqvae, scheduler=scheduler)
-        self.register_to_config(classes=list(classes) if exists(classes) else None)
-
-    @property
-    def classes(self) -> list: return list(self.config.classes or [])
-    @property
-    def conditional(self) -> bool: return exists(self.unet.config.num_class_embeds)
-    @property
-    def factor(self) -> int: return 2 ** (len(self.vqvae.config.block_out_channels) - 1)
-    @property
-    def image_size(self) -> int: return self.unet.config.sample_size * self.factor
-    @property
-    def channels(self) -> int: return self.vqvae.config.in_channels
-
-    def label_ids(self, class_labels # an index or a name, or a list of them
-                 ) -> list[int]:
-        "Class indices from indices or names, checked against the model's classes."
-        if not self.conditional: raise ValueError("this model was trained without classes: pass class_labels=None and batch_size")
-        if isinstance(class_labels, torch.Tensor): class_labels = class_labels.tolist()
-        labels = list(class_labels) if isinstance(class_labels, (list, tuple)) else [class_labels]
-        names, k = self.classes, self.unet.config.num_class_embeds - 1
-        out = []
-        for l in labels:
-            if isinstance(l, str):
-                if l not in names: raise ValueError(f"unknown class {l!r}: this model knows {names}")
-                out.append(names.index(l))
-            elif 0 <= int(l) < k: out.append(int(l))
-            else: raise ValueError(f"class index {l} is out of range: this model has {k} classes (0 to {k - 1}{': ' + ', '.join(names) if names else ''})")
-        return out
-
-    def latent_size(self, height:int|None=None, width:int|None=None # image size in pixels; None: the training size
-                   ) -> tuple[int, int]:
-        "Latent height and width for an image of `height` x `width` pixels."
-        f, down = self.factor, 2 ** (len(self.unet.config.block_out_channels) - 1)
-        hw = []
-        for name, v in (('height', height), ('width', width)):
-            v = default(v, self.image_size)
-            if v < 1 or v % (f * down): raise ValueError(f"{name}={v} must be a positive multiple of {f * down} pixels (the VQ-VAE's factor {f} times the UNet's {down})")
-            hw.append(v // f)
-        return tuple(hw)
-
-    def latent_shape(self, batch:int, height:int|None=None, width:int|None=None # images, and their size in pixels
-                    ) -> tuple:
-        "The latents' shape for `batch` images, refusing a size whose memory this machine does not have."
-        h, w = self.latent_size(height, width)
-        H, W = h * self.factor, w * self.factor
-        check_memory(f"{batch} image(s) of {H} x {W} pixels", 16. * batch * H * W * self.vqvae.config.block_out_channels[0],
-                     "lower batch_size, or the width of longer spectrograms")  # the decoder's first level, float32, with its skips
-        return (batch, self.unet.config.in_channels, h, w)
-
-    def sampler_kwargs(self, sampler:str, # a key of `mdaug.samplers.SAMPLERS`
-                       eta:float=0. # DDIM's eta
-                      ) -> dict:
-        "The arguments that make `sampler` follow this pipeline's scheduler config."
-        check_sampling(sampler, eta=eta)
-        c = self.scheduler.config
-        kw = dict(prediction_type=c.get('prediction_type', 'epsilon'))
-        if sampler != 'dpmpp_2m': kw.update(timestep_spacing=c.get('timestep_spacing', 'leading'), steps_offset=c.get('steps_offset', 0))
-        if sampler in ('ddim', 'plms'): kw['set_alpha_to_one'] = c.get('set_alpha_to_one', False)
-        if sampler == 'ddim': kw['eta'] = eta
-        return kw
-
-    @torch.no_grad()
-    def decode(self, z:torch.Tensor # scaled latents `(B, C, h, w)`
-              ) -> torch.Tensor:
-        "Images in [-1, 1] (float32) from scaled latents: the VQ-VAE decodes `z / scaling_factor` (quantising it first)."
-        v = self.vqvae
-        return v.decode(z.to(v.device, v.dtype) / v.config.scaling_factor).sample.float().clamp(-1, 1)
-
-    @torch.no_grad()
-    def __call__(self, class_labels=None, # indices or names (one image each); None: unconditional
-                 batch_size:int=1, # images when `class_labels` is None
-                 num_inference_steps:int=50, # sampler steps
-                 guidance_scale:float=2.0, # classifier-free guidance w (1: none; ignored without classes)
-                 sampler:str='ddim', # 'ddpm', 'ddim', 'plms' or 'dpmpp_2m'
-                 eta:float=0., # DDIM noise (0: deterministic)
-                 generator=None, # a `torch.Generator` (or one per image) for the noise
-                 latents:torch.Tensor|None=None, # starting noise `(B, C, h, w)`; None: drawn from `generator`
-                 image=None, # source images to make variations of: `(B, C, H, W)` in [-1, 1] or PIL images; None: from noise
-                 strength:float=1., # how far `image` is noised before it is denoised again (1: it is ignored)
-                 height:int|None=None, width:int|None=None, # image size in pixels; None: the training size
-                 output_type:str='pil', # 'pil', 'np' (B, H, W, C in [0, 1]), 'pt' (B, C, H, W in [0, 1]) or 'latent'
-                 return_dict:bool=True, # an `ImagePipelineOutput`, else a tuple
-                 callback=None, # passed to the sampler: called each step with {'i', 't', 'x', 'denoised'}
-                 progress:bool=True): # show the sampler's progress bar
-        "Sample images: noise -> our sampler on the UNet -> the VQ-VAE decoder."
-        if output_type not in ('pil', 'np', 'pt', 'latent'): raise ValueError(f"output_type={output_type!r}: use 'pil', 'np', 'pt' or 'latent'")
-        check_sampling(sampler, num_inference_steps, eta=eta, guidance_scale=guidance_scale, strength=strength)
-        T = self.scheduler.config.num_train_timesteps
-        if num_inference_steps > T: raise ValueError(f"num_inference_steps={num_inference_steps} is more than the {T} steps the model was trained with: choose at most {T}")
-        kw = self.sampler_kwargs(sampler, eta)
-        labels = None if class_labels is None else self.label_ids(class_labels)
-        B = len(labels) if exists(labels) else batch_size
-        if B < 1: raise ValueError(f"batch_size={B} must be at least 1")
-        dev = self._execution_device
-        if exists(labels): lab = torch.tensor(labels, device=dev)
-        elif self.conditional: lab, guidance_scale = torch.full((B,), self.unet.config.num_class_embeds - 1, device=dev), 1.
-        else: lab, guidance_scale = None, 1.
-        shape = self.latent_shape(B, height, width)
-        if latents is None: latents = randn_tensor(shape, generator=generator, device=dev, dtype=torch.float32)
-        elif tuple(latents.shape) != shape: raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
-        if exists(image):
-            init = self.encode(image)
-            if tuple(init.shape) != shape: raise ValueError(f"{len(init)} source image(s) for {B} image(s) to make: pass one source image per label")
-            kw.update(strength=strength, init=init.to(dev))
-        elif strength < 1: raise ValueError(f"strength={strength} makes variations of source images: pass image= (or strength=1)")
-        step_gen = generator[0] if isinstance(generator, (list, tuple)) else generator
-        z = SAMPLERS[sampler](self.unet, latents.to(dev, torch.float32), self.scheduler.alphas_cumprod.to(dev), steps=num_inference_steps,
-                              class_labels=lab, guidance_scale=guidance_scale, generator=step_gen, callback=callback, disable=not progress, **kw)
-        check_finite(z, 'the sampler', sampler, guidance_scale)
-        if output_type == 'latent': images = z
-        else:
-            images = self.decode(z); check_finite(images, "the VQ-VAE's decoder", sampler, guidance_scale)
-            images = (images / 2 + 0.5).clamp(0, 1).cpu()
-            if output_type != 'pt': images = images.permute(0, 2, 3, 1).numpy()
-            if output_type == 'pil': images = self.numpy_to_pil(images)
-        return ImagePipelineOutput(images=images) if return_dict else (images,)
-
-# %% ../nbs/08_generate.ipynb #f4c0a6ac
-@patch
-@torch.no_grad()
-def encode(self:MDaugPipeline, images # a batch `(B, C, H, W)` in [-1, 1], or a list of PIL images
-          ) -> torch.Tensor:
-    "Scaled latents of real images, the inverse of `decode`: where an image-to-image variation starts."
-    x = images if torch.is_tensor(images) else torch.stack([image_to_tensor(im, self.channels) for im in images])
-    C, H, W = x.shape[1:]
-    if C != self.channels or H != self.image_size or W % self.image_size:
-        raise ValueError(f"source images are {W}x{H} with {C} channel(s) but the model makes {self.image_size}x{self.image_size} with "
-                         f"{self.channels}: prepare them first (`mdaug prep SRC --out DIR --image-size {self.image_size} "
-                         f"--channels {self.channels}`)")
-    v = self.vqvae
-    return v.encode(x.to(v.device, v.dtype)).latents.float() * v.config.scaling_factor
-
-# %% ../nbs/08_generate.ipynb #5634fc06
-def model_id(pipe # an `MDaugPipeline`
-            ) -> str:
-    "The first 16 hex digits of a SHA-256 over the UNet's and VQ-VAE's weights (float32) and the scheduler's config."
-    if getattr(pipe, '_mdaug_id', None): return pipe._mdaug_id
-    h = hashlib.sha256()
-    for name in ('unet', 'vqvae'):
-        for k, v in sorted(getattr(pipe, name).state_dict().items()):
-            h.update(f'{name}.{k}'.encode()); h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps({k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith('_')}, sort_keys=True, default=str).encode())
-    pipe._mdaug_id = h.hexdigest()[:16]
-    return pipe._mdaug_id
-
-# %% ../nbs/08_generate.ipynb #7d15b0cd
-DTYPES = dict(float32=torch.float32, bfloat16=torch.bfloat16, float16=torch.float16)
-
-@contextlib.contextmanager
-def quiet_diffusers():
-    "Silence diffusers' loading bars and notes (e.g. on casting) for the block; the caller's settings come back after it."
-    from diffusers.utils import logging as dlog
-    level, bars = dlog.get_verbosity(), dlog.is_progress_bar_enabled()
-    dlog.set_verbosity(dlog.CRITICAL); dlog.disable_progress_bar()  # what goes wrong is raised, not logged
-    try: yield
-    finally:
-        dlog.set_verbosity(level)
-        if bars: dlog.enable_progress_bar()
-
-def find_model(model=None # a model folder, a run folder holding `model/`, or None for the shipped model
-              ) -> Path:
-    "The pipeline folder (the one holding `model_index.json`) that `model` names."
-    if model is None: return shipped('model')
-    p = Path(model).expanduser()
-    if not p.exists():
-        raise FileNotFoundError(f"no model at {model}: pass the folder that `mdaug fit` wrote (e.g. runs/mine), its model/ folder, "
-                                f"or nothing for the shipped model")
-    for q in (p, p/'model', p/'ldm'/'model'):
-        if (q/'model_index.json').is_file(): return q
-    raise ValueError(f"{model} is not an mdaug model (no model_index.json in it or in its model/ folder): pass a folder written by "
-                     f"`mdaug fit` or `train_ldm`, or nothing for the shipped model")
-
-def resolve_dtype(dtype, # None, a torch dtype or a name from `DTYPES`
-                  device:torch.device # where the model will run
-                 ) -> torch.dtype:
-    "A torch dtype, refusing float16 on a CPU."
-    if dtype is None: return torch.float32
-    if isinstance(dtype, str):
-        if dtype not in DTYPES: raise ValueError(f"unknown dtype {dtype!r}: choose one of {list(DTYPES)}")
-        dtype = DTYPES[dtype]
-    if dtype == torch.float16 and device.type == 'cpu': raise ValueError("dtype float16 needs a GPU: use float32 (or bfloat16) on a CPU")
-    return dtype
-
-def load_pipeline(model=None, # a model folder, a run folder holding `model/`, an `MDaugPipeline`, or None: the shipped model
-                  device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
-                  dtype:str|None=None, # 'float32' (default), 'bfloat16' or 'float16' (GPU only)
-                  channels_last:bool=False, # NHWC weights for the UNet and the VQ-VAE (`mdaug.unet.speed_up`)
-                  compile:bool=False # torch.compile the UNet (a one-off compile, again for each new batch shape)
-                 ) -> MDaugPipeline:
-    "Load an mdaug model as an `MDaugPipeline` on `device`, with its identity (`model_id`) computed from the float32 weights."
-    if isinstance(model, DiffusionPipeline): return model
-    p = find_model(model)
-    dev = default_device(device)
-    dt = resolve_dtype(dtype, dev)
-    name = load_json(p/'model_index.json').get('_class_name')
-    with quiet_diffusers(), refuse_pickles(p):
-        if name == 'MDaugPipeline': pipe = MDaugPipeline.from_pretrained(p)
-        elif name == 'LDMPipeline' and all((p/k).is_dir() for k in ('unet', 'vqvae', 'scheduler')):
-            from diffusers import UNet2DModel, VQModel, DDIMScheduler
-            meta = load_json(p/'mdaug.json') if (p/'mdaug.json').is_file() else {}
-            pipe = MDaugPipeline(UNet2DModel.from_pretrained(p/'unet'), VQModel.from_pretrained(p/'vqvae'),
-                                 DDIMScheduler.from_pretrained(p/'scheduler'), meta.get('classes') or None)
-        else: raise ValueError(f"{p} holds a {name} pipeline, not an mdaug model (unet, vqvae, scheduler): pass a folder written by `mdaug fit` or `train_ldm`")
-        model_id(pipe); pipe._mdaug_path = str(p)
-        pipe.to(dev)
-        if dt != torch.float32: pipe.to(dtype=dt)
-    speed_up(pipe.unet, channels_last, compile=compile); speed_up(pipe.vqvae, channels_last)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-# %% ../nbs/08_generate.ipynb #bfd63eaf
-def export_model(model, # a model folder (or a run folder holding `model/`)
-                 out, # the folder to write (replaced atomically)
-                 dtype:str='float16' # 'float16' or 'bfloat16' storage
-                ) -> Path:
-    "Copy a model folder with its weights stored in `dtype`, with its `mdaug.json` and the VQ-VAE's config and metrics."
-    src = find_model(model)
-    if dtype not in ('float16', 'bfloat16'): raise ValueError(f"dtype={dtype!r}: use 'float16' or 'bfloat16'")
-    pipe = load_pipeline(src, device='cpu')
-    src_id = model_id(pipe)  # computed on the float32 weights at load
-    with quiet_diffusers(): pipe.to(dtype=DTYPES[dtype])
-    with atomic_dir(out) as d:
-        pipe.save_pretrained(d, safe_serialization=True)
-        index = load_json(d/'model_index.json'); index.pop('_name_or_path', None); save_json(index, d/'model_index.json')
-        for f in ('mdaug.json', 'vqvae/vq_config.json', 'vqvae/metrics.json'):
-            if (src/f).is_file(): shutil.copy(src/f, d/f)
-        meta = load_json(d/'mdaug.json') if (d/'mdaug.json').is_file() else {}
-        save_json(meta | dict(exported_from=src_id, storage_dtype=dtype), d/'mdaug.json')
-    return Path(out)
+__all__ = ['MARKER', 'JOURNAL', 'COLUMNS', 'read_rows', 'save_rows', 'append_rows', 'claim_folder', 'mark', 'next_seed',
+           'load_sources', 'write_rows', 'write_batches', 'check_source', 'generate', 'regenerate', 'variation_jobs',
+           'sample_classes', 'class_grid', 'class_counts', 'augment_summary', 'augment', 'augmented_grid']
 
 # %% ../nbs/08_generate.ipynb #bdee0ca3
 MARKER = 'generation.json' # written into every folder that `generate` or `augment` owns
 JOURNAL = '.journal.json' # the batch being written: its files are named here before the first one is written
-COLUMNS = ['file', 'class', 'subject', 'generated', 'source', 'label', 'sampler', 'steps', 'eta', 'guidance_scale', 'strength', 'seed',
-           'index', 'batch_labels', 'batch_size', 'height', 'width', 'dtype', 'device', 'model_sha256']
+COLUMNS = ['file', 'class', 'subject', 'generated', 'source', 'label', 'sampler', 'steps', 'eta', 'guidance_scale',
+           'strength', 'seed', 'index', 'batch_labels', 'batch_size', 'height', 'width', 'dtype', 'device',
+           'model_sha256']
 _GEN_RE = re.compile(r'^gen_(\d+)_(\d+)\.png$')
 _TMP_RE = re.compile(r'^\.gen_\d+_\d+\.png\.\w+\.tmp$')  # `atomic_write`'s temporary name for one of our PNGs
 
@@ -322,11 +41,16 @@ def read_rows(folder # a folder holding metadata.csv
     with open(p, newline='', encoding='utf-8-sig') as f: rows = list(csv.DictReader(f))
     return [r for r in rows if r.get('file') and None not in r.values()]  # a row cut short by a kill has missing fields
 
+def _csv_text(rows:list[dict]) -> str:
+    "The text of a metadata.csv holding `rows`: our columns first, then any others the rows have."
+    buf = io.StringIO()
+    cols = COLUMNS + [k for k in dict.fromkeys(k for r in rows for k in r) if k not in COLUMNS]
+    w = csv.DictWriter(buf, fieldnames=cols, restval=''); w.writeheader(); w.writerows(rows)
+    return buf.getvalue()
+
 def save_rows(folder, rows:list[dict]): # the folder and all of its rows
     "Rewrite `folder/metadata.csv` atomically (our columns first, then any others the rows have)."
-    cols = COLUMNS + [k for k in dict.fromkeys(k for r in rows for k in r) if k not in COLUMNS]
-    with atomic_write(Path(folder)/'metadata.csv', newline='', encoding='utf-8') as f:
-        w = csv.DictWriter(f, fieldnames=cols, restval=''); w.writeheader(); w.writerows(rows)
+    with atomic_write(Path(folder)/'metadata.csv', newline='', encoding='utf-8') as f: f.write(_csv_text(rows))
 
 def append_rows(folder, rows:list[dict]): # the folder and the new rows
     "Append `rows` to `folder/metadata.csv` and flush them to disk: the cost of a batch, not of the whole table."
@@ -356,32 +80,22 @@ def claim_folder(out, # the output folder (the caller holds its `folder_lock`)
                  pipe, # the `MDaugPipeline` that will write into it
                  **info # more provenance for the marker file
                 ) -> list[dict]:
-    "Open `out` for generated files: a new folder, or one this `kind` wrote before with the same model. Returns its rows."
-    out = Path(out)
-    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out} is a file: choose a folder for the output")
-    m = out/MARKER
-    if not m.is_file() and out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} holds other files: choose a new folder (mdaug only adds to folders it wrote itself)")
-    if m.is_file():
-        old = load_json(m)
-        if old.get('kind') != kind: raise FileExistsError(f"{out} holds a {old.get('kind')} set, not a {kind} one: choose another folder")
-        if old.get('model_sha256') != model_id(pipe):
-            raise FileExistsError(f"{out} was written by model {old.get('model_sha256')}, not this one ({model_id(pipe)}): choose a new folder")
-    else: save_json(dict(kind=kind, model_sha256=model_id(pipe), model=getattr(pipe, '_mdaug_path', None), classes=pipe.classes, **info), m)
+    "Open `out` for generated files: a new folder, or one this `kind` wrote with the same model; returns its rows."
+    out = Path(out)   # mdaug adds only to folders it wrote itself, with the same model
+    claim_run(out, dict(kind=kind, model_sha256=model_id(pipe)), f'{kind} set', marker=MARKER, field=None,
+              start=dict(model=getattr(pipe, '_mdaug_path', None), classes=pipe.classes, **info))
     raw = (out/'metadata.csv').read_bytes() if (out/'metadata.csv').is_file() else None
     rows = _recover(out, read_rows(out))
     known = {r['file'] for r in rows}
     stray = sorted(p.relative_to(out).as_posix() for p in out.rglob('gen_*.png') if _GEN_RE.match(p.name)
                    and p.relative_to(out).as_posix() not in known)
-    if stray: raise FileExistsError(f"{out} holds {len(stray)} generated image(s), such as {stray[0]}, that its metadata.csv does not list "
-                                    f"(deleted or replaced?): restore metadata.csv, move those images out, or choose a new folder")
-    if raw is not None:
-        buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=COLUMNS + [k for k in dict.fromkeys(k for r in rows for k in r)
-                                                                            if k not in COLUMNS], restval='')
-        w.writeheader(); w.writerows(rows)
-        if buf.getvalue().encode() != raw: save_rows(out, rows)  # once per run: our format, so batches can append
+    if stray: raise FileExistsError(f"{out} holds {len(stray)} generated image(s), such as {stray[0]}, that its "
+                                    f"metadata.csv does not list (deleted or replaced?): restore metadata.csv, move "
+                                    f"those images out, or choose a new folder")
+    if raw is not None and _csv_text(rows).encode() != raw: save_rows(out, rows)  # once a run: our format, to append
     return rows
 
+# %% ../nbs/08_generate.ipynb #e2348e12
 def mark(out, **kv): # a claimed folder, and facts to record in its marker file
     "Update the marker file of `out` (e.g. status='complete')."
     save_json(load_json(Path(out)/MARKER) | kv, Path(out)/MARKER)
@@ -389,11 +103,12 @@ def mark(out, **kv): # a claimed folder, and facts to record in its marker file
 def next_seed(rows:list[dict], # rows of the folder
               seed:int|None=None # a requested first seed; None: the next unused one
              ) -> int:
-    "The first batch seed of a new run: `seed` if no batch used it, else an error; None gives one past the largest used."
+    "The first batch seed of a new run: `seed` if no batch used it (else an error); None: one past the largest."
     if exists(seed): check_number('seed', seed, 0, 2**63 - 1, integer=True)
     used = {int(r['seed']) for r in rows if str(r.get('generated')) == '1'}
     if seed is None: return max(used) + 1 if used else 0
-    if seed in used: raise ValueError(f"seed {seed} was used already in this folder: leave the seed out to continue with the next unused one ({max(used) + 1})")
+    if seed in used: raise ValueError(f"seed {seed} was used already in this folder: leave the seed out to continue "
+                                      f"with the next unused one ({max(used) + 1})")
     return seed
 
 # %% ../nbs/08_generate.ipynb #d2bb964a
@@ -401,7 +116,6 @@ def load_sources(files:list, # image files (already at the model's size)
                  channels:int=3 # the model's channels
                 ) -> torch.Tensor:
     "The source images of a batch of variations as `(B, C, H, W)` in [-1, 1]."
-    from PIL import Image
     return torch.stack([image_to_tensor(Image.open(f), channels) for f in files])
 
 def write_rows(pipe, # an `MDaugPipeline`
@@ -420,20 +134,23 @@ def write_rows(pipe, # an `MDaugPipeline`
     cls = [pipe.classes[lab] if cond else '' for lab in labels]
     rels = [f"{c + '/' if c else ''}gen_{seed:06d}_{i:03d}.png" for i, c in enumerate(cls)]
     clash = [r for r in rels if (out/r).exists()]
-    if clash: raise FileExistsError(f"{out/clash[0]} exists already: seed {seed} was used in this folder; leave the seed out")
+    if clash:
+        raise FileExistsError(f"{out/clash[0]} exists already: seed {seed} was used in this folder; leave the seed out")
     save_json(dict(seed=seed, files=rels), out/JOURNAL)  # before the first file: a rerun may delete exactly these
     for i, (lab, im, rel) in enumerate(zip(labels, ims, rels)):
         with atomic_write(out/rel, 'wb') as f: im.save(f, format='PNG')
-        src, subject = sources[i] if sources else ('', 'generated')  # a variation is its source subject's: splits keep them together
-        batch.append({'file': rel, 'class': cls[i], 'subject': subject, 'generated': 1, 'source': str(src), 'label': lab if cond else '',
-                      'sampler': sampler, 'steps': steps, 'eta': eta, 'guidance_scale': g, 'strength': strength, 'seed': seed, 'index': i,
-                      'batch_labels': ' '.join(map(str, labels)) if cond else '', 'batch_size': len(labels), 'height': im.height,
-                      'width': im.width, 'dtype': str(pipe.unet.dtype).removeprefix('torch.'), 'device': pipe.device.type,
-                      'model_sha256': model_id(pipe)})
+        src, subject = sources[i] if sources else ('', 'generated')  # a variation is its source's subject: splits agree
+        batch.append({'file': rel, 'class': cls[i], 'subject': subject, 'generated': 1, 'source': str(src),
+                      'label': lab if cond else '', 'sampler': sampler, 'steps': steps, 'eta': eta, 'guidance_scale': g,
+                      'strength': strength, 'seed': seed, 'index': i,
+                      'batch_labels': ' '.join(map(str, labels)) if cond else '', 'batch_size': len(labels),
+                      'height': im.height, 'width': im.width, 'dtype': str(pipe.unet.dtype).removeprefix('torch.'),
+                      'device': pipe.device.type, 'model_sha256': model_id(pipe)})
     append_rows(out, batch); rows.extend(batch)
     (out/JOURNAL).unlink()  # the batch is complete: its files have rows
     return batch
 
+# %% ../nbs/08_generate.ipynb #99ce6783
 def write_batches(pipe, # an `MDaugPipeline`
                   out, # the claimed folder
                   rows:list[dict], # its rows (extended in place)
@@ -454,8 +171,9 @@ def write_batches(pipe, # an `MDaugPipeline`
         labels, s = jobs[b:b + batch_size], seed + b // batch_size
         src = sources[b:b + batch_size] if sources else None
         img = load_sources([f for f, _ in src], pipe.channels) if src else None
-        ims = pipe(labels if labels[0] is not None else None, batch_size=len(labels), num_inference_steps=steps, guidance_scale=g, sampler=sampler,
-                   eta=eta, generator=torch.Generator().manual_seed(s), width=width, image=img, strength=strength, progress=False).images
+        ims = pipe(labels if labels[0] is not None else None, batch_size=len(labels), num_inference_steps=steps,
+                   guidance_scale=g, sampler=sampler, eta=eta, generator=torch.Generator().manual_seed(s), width=width,
+                   image=img, strength=strength, progress=False).images
         new.extend(write_rows(pipe, out, rows, labels, ims, s, sampler, steps, eta, g, src, strength))
         bar.update(len(labels))
     bar.close()
@@ -463,6 +181,7 @@ def write_batches(pipe, # an `MDaugPipeline`
 
 # %% ../nbs/08_generate.ipynb #90bcb146
 def _names(classes) -> list|None:
+    "Class names from a comma-separated string or a list; None stays None."
     if classes is None: return None
     return [c.strip() for c in classes.split(',') if c.strip()] if isinstance(classes, str) else list(classes)
 
@@ -471,13 +190,21 @@ def check_source(pipe, # an `MDaugPipeline`
                  folder=None # its folder, for the advice
                 ):
     "Refuse a source image the model cannot start from (another size or channel count), saying how to prepare it."
-    from mdaug.data import open_image
     im, _ = open_image(path, min_size=1)
     s, c = pipe.image_size, pipe.channels
     if im.size != (s, s) or len(im.getbands()) != c:
-        raise ValueError(f"{path} is {im.size[0]}x{im.size[1]} with {len(im.getbands())} channel(s) but the model makes {s}x{s} with {c}: "
-                         f"prepare the images first (`mdaug prep {folder or Path(path).parent} --out PREPARED --image-size {s} --channels {c}`)")
+        raise ValueError(f"{path} is {im.size[0]}x{im.size[1]} with {len(im.getbands())} channel(s) but the model "
+                         f"makes {s}x{s} with {c}: prepare the images first (`mdaug prep {folder or Path(path).parent} "
+                         f"--out PREPARED --image-size {s} --channels {c}`)")
 
+def _class_jobs(pipe, names:list|None, per_class:int) -> list:
+    "`per_class` jobs (class indices) for each named class, or for every class; None each for an unconditional model."
+    if pipe.conditional: return [i for i in pipe.label_ids(default(names, pipe.classes)) for _ in range(per_class)]
+    if names: raise ValueError(f"this model was trained without classes, so classes={','.join(names)!r} cannot be "
+                               f"chosen: leave it out")
+    return [None] * per_class
+
+# %% ../nbs/08_generate.ipynb #bd9649aa
 def generate(model:str|None=None, # a model folder (from `mdaug fit` or `train_ldm`); omitted: the shipped model
              out:str='runs/generated', # output folder: <class>/gen_<seed>_<i>.png plus metadata.csv
              per_class:int=8, # images per class (an unconditional model: images in all)
@@ -488,9 +215,9 @@ def generate(model:str|None=None, # a model folder (from `mdaug fit` or `train_l
              guidance_scale:float=2., # classifier-free guidance (1: none)
              seed:int|None=None, # seed of the first batch; None: the next unused one in `out` (0 in a new folder)
              batch_size:int=16, # images per sampler call
-             width:int|None=None, # image width in pixels, a multiple of the training size for longer spectrograms; None: square
-             source:str|None=None, # a folder of real images (class folders): make `per_image` variations of each instead
-             strength:float=0.4, # variations: how far each source is noised before it is denoised (1: only its class is kept)
+             width:int|None=None, # image width in pixels, a multiple of the training size; None: square
+             source:str|None=None, # a folder of real images (class folders): vary each `per_image` times
+             strength:float=0.4, # variations: how far each source is noised (1: only its class stays)
              per_image:int=4, # variations of each source image
              device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
              dtype:str|None=None, # 'float32' (default), 'bfloat16' or 'float16' (GPU only)
@@ -498,24 +225,24 @@ def generate(model:str|None=None, # a model folder (from `mdaug fit` or `train_l
              compile:bool=False, # torch.compile the UNet
              progress:bool=True # show a progress bar
             ) -> Path:
-    "Generate `per_class` spectrograms of each class (or `per_image` variations of each image in `source`) into `out`; returns `out`."
+    "Generate `per_class` spectrograms of each class (or `per_image` variations of each image in `source`) into `out`."
     check_sampling(sampler, steps, batch_size, per_class, eta, guidance_scale, strength if exists(source) else 1.)
-    check_number('per_class', per_class, 1, 10**7, integer=True); check_number('per_image', per_image, 1, 10**5, integer=True)
+    check_number('per_class', per_class, 1, 10**7, integer=True)
+    check_number('per_image', per_image, 1, 10**5, integer=True)
     if exists(seed): check_number('seed', seed, 0, 2**63 - 1, integer=True)
     if exists(width): check_number('width', width, 1, integer=True)
     pipe = load_pipeline(model, device, dtype, channels_last, compile)
-    pipe.latent_shape(min(batch_size, per_class), None, width)  # a size the model cannot make is refused before the folder is touched
+    pipe.latent_shape(min(batch_size, per_class), None, width)  # a size the model cannot make: refused before any file
     names, sources = _names(classes), None
     if exists(source): jobs, sources = variation_jobs(pipe, source, per_image, names)
-    elif pipe.conditional: jobs = [i for i in pipe.label_ids(default(names, pipe.classes)) for _ in range(per_class)]
-    elif names: raise ValueError(f"this model was trained without classes, so classes={classes!r} cannot be chosen: leave it out")
-    else: jobs = [None] * per_class
+    else: jobs = _class_jobs(pipe, names, per_class)
     with folder_lock(out, 'mdaug generate'):
         rows = claim_folder(out, 'generated', pipe)
         first = next_seed(rows, seed)
         mark(out, status='partial', requested=len(jobs), started=time.strftime('%Y-%m-%d %H:%M:%S'))
         new = write_batches(pipe, out, rows, jobs, first, sampler, default(steps, get_profile().sample_steps), eta,
-                            guidance_scale, batch_size, None if sources else width, progress, sources, strength if sources else 1.)
+                            guidance_scale, batch_size, None if sources else width, progress, sources,
+                            strength if sources else 1.)
         if pipe.conditional: save_json({c: i for i, c in enumerate(pipe.classes)}, Path(out)/'classes.json')
         mark(out, status='complete', images=len(rows), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     if progress: print(f"{len(new)} spectrograms written to {out} ({len(rows)} in all)")
@@ -528,14 +255,17 @@ def regenerate(row:dict, # a metadata row written by `generate` or `augment`
     "The image of a metadata row, made again from its batch's seed, labels and settings."
     pipe = load_pipeline(model)
     if row.get('model_sha256') != model_id(pipe):
-        raise ValueError(f"this row was written by model {row.get('model_sha256')}, not by {model_id(pipe)}: pass the model that wrote it")
+        raise ValueError(f"this row was written by model {row.get('model_sha256')}, not by {model_id(pipe)}: pass the "
+                         f"model that wrote it")
     labels = [int(v) for v in row['batch_labels'].split()] or None
     strength, img = float(row.get('strength') or 1.), None
     if strength < 1:  # a variation: its source in every place of the batch (the others' outputs are not used)
-        if not Path(row['source']).is_file(): raise FileNotFoundError(f"the source image {row['source']} of this variation is gone")
+        if not Path(row['source']).is_file():
+            raise FileNotFoundError(f"the source image {row['source']} of this variation is gone")
         img = load_sources([row['source']] * int(row['batch_size']), pipe.channels)
-    ims = pipe(labels, batch_size=int(row['batch_size']), num_inference_steps=int(row['steps']), guidance_scale=float(row['guidance_scale']),
-               sampler=row['sampler'], eta=float(row['eta']), generator=torch.Generator().manual_seed(int(row['seed'])),
+    ims = pipe(labels, batch_size=int(row['batch_size']), num_inference_steps=int(row['steps']),
+               guidance_scale=float(row['guidance_scale']), sampler=row['sampler'], eta=float(row['eta']),
+               generator=torch.Generator().manual_seed(int(row['seed'])),
                height=int(row['height']), width=int(row['width']), image=img, strength=strength, progress=False).images
     return ims[int(row['index'])]
 
@@ -546,10 +276,10 @@ def variation_jobs(pipe, # an `MDaugPipeline`
                    classes:list|None=None # only these classes; None: all of the folder's
                   ) -> tuple[list, list]:
     "One class index per variation to make, and its source (file, subject): every source image `per_image` times."
-    from mdaug.data import SpectrogramDataset, BadImageError
     real = SpectrogramDataset(source, channels=pipe.channels)
     unknown = [c for c in real.classes if c not in pipe.classes]
-    if unknown: raise ValueError(f"{source} has class(es) {unknown} that the model does not know (it knows {pipe.classes})")
+    if unknown:
+        raise ValueError(f"{source} has class(es) {unknown} that the model does not know (it knows {pipe.classes})")
     jobs, sources = [], []
     for f, lab, subj in zip(real.files, real.labels, real.subjects):
         c = real.classes[lab] if real.classes else None
@@ -558,7 +288,8 @@ def variation_jobs(pipe, # an `MDaugPipeline`
         except BadImageError as e: print(f"skipped {f}: {e}"); continue
         k = pipe.classes.index(c) if c is not None else None
         jobs += [k] * per_image; sources += [((Path(source)/f).resolve(), subj or Path(f).stem)] * per_image
-    if not jobs: raise ValueError(f"no source images to vary in {source}" + (f" for classes {classes}" if classes else ''))
+    if not jobs:
+        raise ValueError(f"no source images to vary in {source}" + (f" for classes {classes}" if classes else ''))
     return jobs, sources
 
 # %% ../nbs/08_generate.ipynb #15afbb95
@@ -570,31 +301,22 @@ def sample_classes(pipe, # an `MDaugPipeline`
                   ) -> dict:
     "Class name -> list of `per_class` PIL images, all sampled in one batch."
     ids = pipe.label_ids(default(classes, pipe.classes))
-    ims = pipe([i for i in ids for _ in range(per_class)], generator=torch.Generator().manual_seed(seed), progress=False, **kwargs).images
+    ims = pipe([i for i in ids for _ in range(per_class)], generator=torch.Generator().manual_seed(seed),
+               progress=False, **kwargs).images
     return {pipe.classes[i]: ims[k * per_class:(k + 1) * per_class] for k, i in enumerate(ids)}
 
 def class_grid(pipe, per_class:int=4, classes=None, seed:int=0, **kwargs): # as for `sample_classes`
     "A PIL grid with one labelled row per class."
     return labelled_grid(sample_classes(pipe, per_class, classes, seed, **kwargs))
 
-# %% ../nbs/08_generate.ipynb #562cd621
-def nearest(a:torch.Tensor, # (N, ...) queries
-            b:torch.Tensor, # (M, ...) references
-            exclude_self:bool=False # `a` is `b`: skip each item's own distance
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    "RMS distance from each item of `a` to its nearest item of `b`, and that item's index."
-    d = torch.cdist(a.flatten(1).double(), b.flatten(1).double()) / a[0].numel() ** 0.5
-    if exclude_self: d.fill_diagonal_(float('inf'))
-    v, i = d.min(1)
-    return v.float(), i
-
 # %% ../nbs/08_generate.ipynb #15461593
 def _copy(src:Path, dst:Path, link:bool):
-    "Copy `src` to `dst` atomically, or link it (symlink, else hard link, else copy); a `dst` that holds `src` already is kept."
+    "Copy `src` to `dst` atomically, or link it (symlink, else hard link, else copy); keep a `dst` that holds `src`."
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.is_symlink() or dst.exists():  # copied by a run killed before the copies' rows were written
         if dst.exists() and filecmp.cmp(src, dst, shallow=False): return
-        raise FileExistsError(f"{dst} exists, differs from {src} and has no row in metadata.csv: move it out, or choose a new folder")
+        raise FileExistsError(f"{dst} exists, differs from {src} and has no row in metadata.csv: move it out, or "
+                              f"choose a new folder")
     if link:
         try: return os.symlink(src.resolve(), dst)
         except OSError:
@@ -602,79 +324,20 @@ def _copy(src:Path, dst:Path, link:bool):
             except OSError: pass
     with atomic_write(dst, 'wb') as f, open(src, 'rb') as g: shutil.copyfileobj(g, f)
 
-def augment(data:str, # the real dataset: a folder of class folders (or a flat folder for an unconditional model)
-            model:str|None=None, # a model folder (from `mdaug fit` or `train_ldm`); omitted: the shipped model
-            out:str|None=None, # the augmented folder; None: `<data>_augmented` next to `data`
-            per_class:int|None=None, # fill every class up to this many images, real and generated together
-            ratio:float|None=None, # or: this many generated images per real image of each class
-            link:bool=False, # link the real images instead of copying them
-            sampler:str='ddim', # 'ddpm', 'ddim', 'plms' or 'dpmpp_2m'
-            steps:int|None=None, # sampler steps; None: the run profile's
-            eta:float=0., # DDIM noise (ddim only)
-            guidance_scale:float=2., # classifier-free guidance (1: none)
-            strength:float=1., # below 1: each generated image is a variation of one of its class's real images (spread evenly)
-            seed:int|None=None, # seed of the first batch; None: the next unused one
-            batch_size:int=16, # images per sampler call
-            device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
-            dtype:str|None=None, # 'float32' (default), 'bfloat16' or 'float16' (GPU only)
-            channels_last:bool=False, # NHWC weights (see lesson 05's fast path)
-            compile:bool=False, # torch.compile the UNet
-            progress:bool=True # show a progress bar
-           ) -> Path:
-    "Write real and generated images side by side in `out`, balancing classes to a target count or ratio; returns `out`."
-    from mdaug.data import SpectrogramDataset, open_image, BadImageError, canonical_path
-    if (per_class is None) == (ratio is None):
-        raise ValueError("pass exactly one of per_class (fill every class up to this many images) or ratio (generated images per real image)")
-    check_sampling(sampler, steps, batch_size, per_class if exists(per_class) else ratio, eta, guidance_scale, strength)
-    if exists(per_class): check_number('per_class', per_class, 1, 10**7, integer=True)
-    else: check_number('ratio', ratio, 0, 1000, lo_open=True)
-    if exists(seed): check_number('seed', seed, 0, 2**63 - 1, integer=True)
-    data = Path(data)
-    real = SpectrogramDataset(data)
-    out = Path(default(out, data.parent/f'{data.name}_augmented'))
-    if out.resolve() == data.resolve() or out.resolve().is_relative_to(data.resolve()) or data.resolve().is_relative_to(out.resolve()):
-        raise ValueError(f"out={out} and the data {data} must be separate folders: choose another out")
-    clash = [str(f) for f in real.files if _GEN_RE.match(f.name)]
-    if clash: raise ValueError(f"{len(clash)} real file(s) such as {clash[0]} are named like generated ones (gen_<seed>_<i>.png): rename them first")
-    pipe = load_pipeline(model, device, dtype, channels_last, compile)
-    pipe.latent_shape(batch_size)
-    for f in (real.files if strength < 1 else []):  # variations start from the real images: they must be the model's size
-        with contextlib.suppress(BadImageError): check_source(pipe, data/f, data)
-    if real.classes and not pipe.conditional: raise ValueError(f"{data} has classes but the model was trained without them: use a class-conditional model")
-    if not real.classes and pipe.conditional: raise ValueError(f"{data} is a flat folder but the model is class-conditional: arrange the images in class folders")
-    unknown = [c for c in real.classes if c not in pipe.classes]
-    if unknown: raise ValueError(f"the data has class(es) {unknown} that the model does not know (it knows {pipe.classes}): "
-                                 f"train one on this data with `mdaug fit {data} --out RUN`")
-    with folder_lock(out, 'mdaug augment'):
-        rows = claim_folder(out, 'augmented', pipe, data=str(data.resolve()))
-        mark(out, status='partial', started=time.strftime('%Y-%m-%d %H:%M:%S'))
-        have, bad, copied = {r['file'] for r in rows}, [], []
-        for f, s, lab in zip(tqdm(real.files, disable=not progress, desc='real images', unit='img'), real.subjects, real.labels):
-            dst = canonical_path(f, real.layout)  # `<class>/...` whatever the layout of the data: one layout in `out`
-            if dst.as_posix() in have: continue
-            try: open_image(data/f, min_size=1)
-            except BadImageError as e: bad.append(f"{f}: {e}"); continue   # reported, never copied into a training set
-            _copy(data/f, out/dst, link)
-            copied.append({'file': dst.as_posix(), 'class': real.classes[lab] if real.classes else '', 'subject': s or '', 'generated': 0,
-                           'source': str((data/f).resolve())})
-        if copied or not (out/'metadata.csv').is_file(): append_rows(out, copied); rows.extend(copied)
-        if real.classes: save_json({c: i for i, c in enumerate(real.classes)}, out/'classes.json')
-        counts, jobs, srcs = class_counts(rows), [], []
-        used = Counter(r.get('source') for r in rows if str(r['generated']) == '1')
-        for c in (real.classes or ['']):
-            n_real, n_gen = counts.get(c, (0, 0))
-            need = max(per_class - n_real - n_gen if exists(per_class) else round(ratio * n_real) - n_gen, 0)
-            jobs += [pipe.classes.index(c) if c else None] * need
-            if strength < 1 and need:  # variations: the real images of the class in turn, those with the fewest first
-                pool = sorted(((r['source'], r['subject'] or Path(r['file']).stem) for r in rows
-                               if str(r['generated']) == '0' and r['class'] == c), key=lambda p: used[p[0]])
-                srcs += [pool[i % len(pool)] for i in range(need)]
-        write_batches(pipe, out, rows, jobs, next_seed(rows, seed), sampler, default(steps, get_profile().sample_steps), eta,
-                      guidance_scale, batch_size, None, progress, srcs or None, strength)
-        mark(out, status='complete', images=len(rows), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
-    if bad: print(f"skipped {len(bad)} unreadable real image(s), not copied:\n  " + '\n  '.join(bad))
-    if progress: print(augment_summary(out))
-    return out
+def _copy_real(real, data:Path, out:Path, rows:list[dict], link:bool, progress:bool) -> list[str]:
+    "Copy (or link) the readable real images that `out` lacks and add their rows; returns the unreadable ones."
+    have, bad, copied = {r['file'] for r in rows}, [], []
+    files = tqdm(real.files, disable=not progress, desc='real images', unit='img')
+    for f, s, lab in zip(files, real.subjects, real.labels):
+        dst = canonical_path(f, real.layout)  # `<class>/...` whatever the layout of the data: one layout in `out`
+        if dst.as_posix() in have: continue
+        try: open_image(data/f, min_size=1)
+        except BadImageError as e: bad.append(f"{f}: {e}"); continue   # reported, never copied into a training set
+        _copy(data/f, out/dst, link)
+        copied.append({'file': dst.as_posix(), 'class': real.classes[lab] if real.classes else '', 'subject': s or '',
+                       'generated': 0, 'source': str((data/f).resolve())})
+    if copied or not (out/'metadata.csv').is_file(): append_rows(out, copied); rows.extend(copied)
+    return bad
 
 def class_counts(rows:list[dict] # rows of an augmented (or generated) folder
                 ) -> dict:
@@ -687,111 +350,108 @@ def augment_summary(out # an augmented folder
     "One line per class: real, generated and total images; and whether the last run finished."
     m = Path(out)/MARKER
     status = load_json(m).get('status', 'complete') if m.is_file() else 'unknown'
-    head = f"{out}" + ('' if status == 'complete' else f" ({status}: the last run did not finish; run the same command again)")
-    return head + "\n" + '\n'.join(f"{c or '(all)':>12}: {a:4d} real + {b:4d} generated = {a + b:4d}" for c, (a, b) in class_counts(read_rows(out)).items())
+    late = f" ({status}: the last run did not finish; run the same command again)"
+    head = f"{out}" + ('' if status == 'complete' else late)
+    lines = [f"{c or '(all)':>12}: {a:4d} real + {b:4d} generated = {a + b:4d}"
+             for c, (a, b) in class_counts(read_rows(out)).items()]
+    return head + "\n" + '\n'.join(lines)
+
+# %% ../nbs/08_generate.ipynb #ebcbb075
+def _check_folders(real, data:Path, out:Path):
+    "Refuse an `out` inside the data (or around it), and real files named like generated ones."
+    o, d = out.resolve(), data.resolve()
+    if o == d or o.is_relative_to(d) or d.is_relative_to(o):
+        raise ValueError(f"out={out} and the data {data} must be separate folders: choose another out")
+    clash = [str(f) for f in real.files if _GEN_RE.match(f.name)]
+    if clash: raise ValueError(f"{len(clash)} real file(s) such as {clash[0]} are named like generated ones "
+                               f"(gen_<seed>_<i>.png): rename them first")
+
+def _check_model(real, data:Path, pipe, strength:float):
+    "Refuse a model whose classes (or, for variations, image size) do not fit the data."
+    for f in (real.files if strength < 1 else []):  # variations start from real images of its size
+        with contextlib.suppress(BadImageError): check_source(pipe, data/f, data)
+    if real.classes and not pipe.conditional:
+        raise ValueError(f"{data} has classes but the model was trained without them: use a class-conditional model")
+    if not real.classes and pipe.conditional:
+        raise ValueError(f"{data} is a flat folder but the model is class-conditional: arrange the images in class "
+                         f"folders")
+    unknown = [c for c in real.classes if c not in pipe.classes]
+    if unknown: raise ValueError(f"the data has class(es) {unknown} that the model does not know (it knows "
+                                 f"{pipe.classes}): train one on this data with `mdaug fit {data} --out RUN`")
+
+def _fill_jobs(real, rows:list[dict], pipe, per_class:int|None, ratio:float|None, strength:float) -> tuple[list, list]:
+    "A class index per image each class still needs, and for variations the real image each one starts from."
+    counts, jobs, srcs = class_counts(rows), [], []
+    used = Counter(r.get('source') for r in rows if str(r['generated']) == '1')
+    for c in (real.classes or ['']):
+        n_real, n_gen = counts.get(c, (0, 0))
+        need = max(per_class - n_real - n_gen if exists(per_class) else round(ratio * n_real) - n_gen, 0)
+        jobs += [pipe.classes.index(c) if c else None] * need
+        if strength < 1 and need:  # variations: the real images of the class in turn, those with the fewest first
+            pool = sorted(((r['source'], r['subject'] or Path(r['file']).stem) for r in rows
+                           if str(r['generated']) == '0' and r['class'] == c), key=lambda p: used[p[0]])
+            srcs += [pool[i % len(pool)] for i in range(need)]
+    return jobs, srcs
+
+# %% ../nbs/08_generate.ipynb #cfa3259f
+def augment(data:str, # the real dataset: a folder of class folders (or a flat folder for an unconditional model)
+            model:str|None=None, # a model folder (from `mdaug fit` or `train_ldm`); omitted: the shipped model
+            out:str|None=None, # the augmented folder; None: `<data>_augmented` next to `data`
+            per_class:int|None=None, # fill every class up to this many images, real and generated together
+            ratio:float|None=None, # or: this many generated images per real image of each class
+            link:bool=False, # link the real images instead of copying them
+            sampler:str='ddim', # 'ddpm', 'ddim', 'plms' or 'dpmpp_2m'
+            steps:int|None=None, # sampler steps; None: the run profile's
+            eta:float=0., # DDIM noise (ddim only)
+            guidance_scale:float=2., # classifier-free guidance (1: none)
+            strength:float=1., # below 1: each generated image varies one of its class's real images (spread evenly)
+            seed:int|None=None, # seed of the first batch; None: the next unused one
+            batch_size:int=16, # images per sampler call
+            device:str|None=None, # 'cuda', 'mps' or 'cpu'; None: the best available
+            dtype:str|None=None, # 'float32' (default), 'bfloat16' or 'float16' (GPU only)
+            channels_last:bool=False, # NHWC weights (see lesson 05's fast path)
+            compile:bool=False, # torch.compile the UNet
+            progress:bool=True # show a progress bar
+           ) -> Path:
+    "Write real and generated images side by side in `out`, filling classes to a target count or ratio; returns `out`."
+    if (per_class is None) == (ratio is None):
+        raise ValueError("pass exactly one of per_class (fill every class up to this many images) or ratio "
+                         "(generated images per real image)")
+    check_sampling(sampler, steps, batch_size, per_class if exists(per_class) else ratio, eta, guidance_scale, strength)
+    if exists(per_class): check_number('per_class', per_class, 1, 10**7, integer=True)
+    else: check_number('ratio', ratio, 0, 1000, lo_open=True)
+    if exists(seed): check_number('seed', seed, 0, 2**63 - 1, integer=True)
+    data = Path(data)
+    real = SpectrogramDataset(data)
+    out = Path(default(out, data.parent/f'{data.name}_augmented'))
+    _check_folders(real, data, out)
+    pipe = load_pipeline(model, device, dtype, channels_last, compile)
+    pipe.latent_shape(batch_size)
+    _check_model(real, data, pipe, strength)
+    with folder_lock(out, 'mdaug augment'):
+        rows = claim_folder(out, 'augmented', pipe, data=str(data.resolve()))
+        mark(out, status='partial', started=time.strftime('%Y-%m-%d %H:%M:%S'))
+        bad = _copy_real(real, data, out, rows, link, progress)
+        if real.classes: save_json({c: i for i, c in enumerate(real.classes)}, out/'classes.json')
+        jobs, srcs = _fill_jobs(real, rows, pipe, per_class, ratio, strength)
+        write_batches(pipe, out, rows, jobs, next_seed(rows, seed), sampler, default(steps, get_profile().sample_steps),
+                      eta, guidance_scale, batch_size, None, progress, srcs or None, strength)
+        mark(out, status='complete', images=len(rows), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
+    if bad: print(f"skipped {len(bad)} unreadable real image(s), not copied:\n  " + '\n  '.join(bad))
+    if progress: print(augment_summary(out))
+    return out
 
 # %% ../nbs/08_generate.ipynb #4f496bb8
 def augmented_grid(out, # an augmented folder
                    n:int=4 # images of each kind per class
                   ):
     "A labelled grid: per class, `n` real images and then `n` generated ones."
-    from PIL import Image
     rows, grid = read_rows(out), {}
     for c in dict.fromkeys(r['class'] for r in rows):
-        pick = lambda g: [Image.open(Path(out)/r['file']) for r in rows if r['class'] == c and str(r['generated']) == g][:n]
+        pick = lambda g: [Image.open(Path(out)/r['file']) for r in rows
+                          if r['class'] == c and str(r['generated']) == g][:n]
         real, gen = pick('0'), pick('1')
         grid[c or 'all'] = real + [None] * (n - len(real)) + gen
     blank = Image.new('RGB', next(im for v in grid.values() for im in v if im is not None).size, 'white')
     return labelled_grid({k: [blank if im is None else im for im in v] for k, v in grid.items()}, ncols=2 * n,
                          header=['real'] * n + ['generated'] * n)
-
-# %% ../nbs/08_generate.ipynb #c2d36813
-def _fit_settings(data, out:Path, p, image_size, channels, vq_steps, ldm_steps, batch_size) -> dict:
-    "Check every setting of `fit` before anything is written; returns them as recorded in fit.json."
-    from mdaug.vqvae import make_config
-    from mdaug.train import make_settings
-    src = Path(data)
-    if not src.exists(): raise FileNotFoundError(f"{data} does not exist: pass a folder of class folders of spectrogram images (or a .zip of one)")
-    s, o = src.resolve(), out.resolve()
-    if src.is_dir() and (o == s or o.is_relative_to(s)):
-        raise ValueError(f"out={out} is inside the data folder {data}: choose a folder outside it (fit writes prepared images and models there)")
-    if s.is_relative_to(o): raise ValueError(f"the data {data} is inside out={out}: choose another folder for the run")
-    size, ch = default(image_size, p.image_size), default(channels, p.channels)
-    check_number('image_size', size, 8, integer=True)
-    if ch not in (1, 3): raise ValueError(f"channels={ch}: use 1 (gray) or 3 (RGB)")
-    vq_steps, ldm_steps = default(vq_steps, p.vq_steps), default(ldm_steps, p.ldm_steps)
-    for k, v in (('vq_steps', vq_steps), ('ldm_steps', ldm_steps)): check_number(k, v, 1, 10**8, integer=True)
-    if exists(batch_size): check_number('batch_size', batch_size, 1, 4096, integer=True)
-    cfg = make_config(p.name, steps=vq_steps, image_size=size, channels=ch, batch_size=batch_size).validate()
-    check_memory(f"image_size={size}", 4. * cfg.batch_size * size * size * cfg.width, "choose a smaller image_size")
-    make_settings(p.name, steps=ldm_steps, batch_size=batch_size)  # refuses what the diffusion stage cannot run
-    return dict(data=str(s), profile=p.name, image_size=size, channels=ch, vq_steps=vq_steps, ldm_steps=ldm_steps,
-                batch_size=batch_size)
-
-# %% ../nbs/08_generate.ipynb #b9f791e9
-def _fit_batches(prepared:Path, p, s:dict) -> tuple[int, int]:
-    "Batch sizes of the two stages for the prepared data: the requested (or profile's) ones, lowered for a small set."
-    from mdaug.data import get_dataloaders
-    from mdaug.vqvae import make_config
-    from mdaug.train import make_settings
-    cfg = make_config(p.name, steps=s['vq_steps'], image_size=s['image_size'], channels=s['channels'], batch_size=s['batch_size'])
-    dls = get_dataloaders(prepared, cfg.image_size, cfg.channels, cfg.batch_size, cfg.valid_pct, cfg.seed, 0)
-    counts = {c: dls.train_ds.labels.count(i) + dls.valid_ds.labels.count(i) for i, c in enumerate(dls.classes)}
-    few = {c: n for c, n in counts.items() if n < 2}
-    if few or not len(dls.valid_ds) or not len(dls.train_ds):
-        raise ValueError(f"too few images to fit ({few or len(dls.train_ds) + len(dls.valid_ds)}): fit needs at least 2 per class, "
-                         f"one to train on and one to check the VQ-VAE with; add images, or leave those classes out")
-    ldm_bs = make_settings(p.name, steps=s['ldm_steps'], batch_size=s['batch_size']).batch_size
-    vq = min(cfg.batch_size, len(dls.train_ds)); ldm = min(ldm_bs, len(dls.train_ds) + len(dls.valid_ds))
-    if (vq, ldm) != (cfg.batch_size, ldm_bs):
-        print(f"fit: the data is small, so batches are {vq} images for the VQ-VAE and {ldm} for the diffusion model "
-              f"(instead of {cfg.batch_size} and {ldm_bs}; set them with --batch-size)")
-    return vq, ldm
-
-# %% ../nbs/08_generate.ipynb #db47a4fd
-def fit(data:str, # the real dataset: class folders (or a flat folder for an unconditional model), or a .zip of one
-        out:str, # the run folder: prepared data, vq/, ldm/ and the final model/
-        profile:str|None=None, # run profile 'ci', 'cpu' or 'gpu' (None: automatic)
-        image_size:int|None=None, # side of the prepared images; None: the profile's
-        channels:int|None=None, # 1 or 3; None: the profile's
-        vq_steps:int|None=None, # VQ-VAE training steps; None: the profile's
-        ldm_steps:int|None=None, # diffusion training steps; None: the profile's
-        batch_size:int|None=None, # images per step of both stages; None: the profile's, lowered to fit a small dataset
-        progress:bool=True # show progress bars
-       ) -> Path:
-    "Prepare `data`, train a VQ-VAE and a latent diffusion model on it, and write the pipeline to `out/model`; resumes where it stopped."
-    from mdaug.data import prepare
-    from mdaug.vqvae import train_vqvae
-    from mdaug.train import train_ldm, list_checkpoints
-    p, out = get_profile(profile), Path(out)
-    settings = _fit_settings(data, out, p, image_size, channels, vq_steps, ldm_steps, batch_size)  # nothing is written before this
-    state_file = out/'fit.json'
-    with folder_lock(out, 'mdaug fit'):
-        state = load_json(state_file) if state_file.is_file() else None
-        if state and state['settings'] != settings:
-            diff = ', '.join(f"{k}: {state['settings'].get(k)!r} then, {v!r} now" for k, v in settings.items() if state['settings'].get(k) != v)
-            if state['done']: raise ValueError(f"{out} was started with other settings ({diff}): run with the same settings to resume, or choose a new folder")
-            print(f"fit: nothing was finished with the earlier settings ({diff}): starting with these")
-            state = None
-        elif not state and out.exists() and any(out.iterdir()): raise FileExistsError(f"{out} holds other files: choose a new folder for the run")
-        state = state or dict(settings=settings, done={})
-        save = lambda: save_json(state, state_file)
-        save()
-        t0 = time.time()
-        if 'prepare' not in state['done']:
-            rep = prepare(data, out/'prepared', image_size=settings['image_size'], channels=settings['channels'], progress=progress)
-            state['done']['prepare'] = dict(images=rep.n_ok, skipped=len(rep.skipped), classes=rep.classes); save()
-        try: vq_bs, ldm_bs = _fit_batches(out/'prepared', p, settings)
-        except ValueError: state['done'].pop('prepare'); save(); raise   # prepared again once the data has more images
-        if 'vqvae' not in state['done']:
-            best = train_vqvae(out/'prepared', out/'vq', profile=p.name, steps=settings['vq_steps'], batch_size=vq_bs,
-                               image_size=settings['image_size'], channels=settings['channels'], resume=(out/'vq'/'latest').exists(),
-                               progress=progress)
-            state['done']['vqvae'] = {k: v for k, v in load_json(best/'metrics.json').items() if k != 'latent_shape'}; save()
-        if 'ldm' not in state['done']:
-            model = train_ldm(out/'prepared', out/'vq'/'best', out/'ldm', profile=p.name, steps=settings['ldm_steps'], batch_size=ldm_bs,
-                              resume='latest' if list_checkpoints(out/'ldm') else None, progress=progress)
-            with atomic_dir(out/'model') as d: shutil.copytree(model, d, dirs_exist_ok=True)
-            state['done']['ldm'] = dict(steps=settings['ldm_steps'], model_sha256=model_id(load_pipeline(out/'model', device='cpu'))); save()
-        state.setdefault('seconds', 0.); state['seconds'] += round(time.time() - t0, 1); save()
-    return out/'model'

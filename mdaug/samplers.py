@@ -6,7 +6,9 @@ Docs: https://mdaug.github.io/mdaug/samplers.html.md"""
 
 # %% ../nbs/06_samplers.ipynb #c8d855b1
 from __future__ import annotations
-import math
+import inspect, math
+from dataclasses import dataclass
+from typing import Callable
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -15,7 +17,7 @@ from .schedules import add_noise
 
 # %% auto #0
 __all__ = ['SPACINGS', 'PREDICTION_TYPES', 'SAMPLERS', 'sampling_timesteps', 'model_fn', 'img2img_timesteps', 'img2img_start',
-           'ddpm_sample', 'ddim_sample', 'plms_sample', 'dpm_timesteps', 'dpmpp_2m_sample']
+           'ddpm_sample', 'ddim_sample', 'plms_sample', 'dpm_timesteps', 'dpmpp_2m_sample', 'Sampler']
 
 # %% ../nbs/06_samplers.ipynb #1ca2241e
 SPACINGS = ('leading', 'trailing', 'linspace')
@@ -57,11 +59,14 @@ def model_fn(model, # called as model(x, t, class_labels); may return a tensor, 
             ):
     "A function `f(x, i)` giving the (guided) model output at `timesteps[i]` in x's dtype."
     B, guided = x.shape[0], guidance_scale != 1
-    if guided and class_labels is None: raise ValueError("guidance_scale != 1 needs class_labels (guidance mixes the class and the null class)")
+    if guided and class_labels is None:
+        raise ValueError("guidance_scale != 1 needs class_labels (guidance mixes the class and the null class)")
     if exists(class_labels):
         class_labels = torch.as_tensor(class_labels, device=x.device).long()
         if class_labels.ndim == 0: class_labels = class_labels.expand(B)
-        if guided: class_labels = torch.cat([class_labels, torch.full_like(class_labels, _null_class(model, null_class))])
+        if guided:
+            null = torch.full_like(class_labels, _null_class(model, null_class))
+            class_labels = torch.cat([class_labels, null])
     ts = torch.tensor(timesteps, device=x.device).unsqueeze(1).expand(-1, 2*B if guided else B)
     mdtype = getattr(model, 'dtype', None)
     cast = isinstance(mdtype, torch.dtype) and mdtype != x.dtype
@@ -79,7 +84,7 @@ def model_fn(model, # called as model(x, t, class_labels); may return a tensor, 
 PREDICTION_TYPES = ('epsilon', 'v_prediction')
 
 def _alpha_bars(alphas_cumprod, timesteps):
-    "`alphas_cumprod[timesteps]` as Python floats: indexed on its own device, then the few values moved to the host once."
+    "`alphas_cumprod[timesteps]` as Python floats: indexed on its own device, then the few values moved to the host."
     idx = torch.tensor(timesteps, device=alphas_cumprod.device)
     return alphas_cumprod[idx].cpu().double().tolist()
 
@@ -91,15 +96,18 @@ def _x0_eps(x, out, ab, prediction_type):
     raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
 
 def _randn(x, generator):
-    "Standard normal noise like `x`, drawn on the generator's device (as diffusers' `randn_tensor` does) and placed on x's."
+    "Standard normal noise like `x`, drawn on the generator's device (as diffusers' `randn_tensor`), placed on x's."
     dev = generator.device if exists(generator) else x.device
     return torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
 
 def _check(alphas_cumprod, prediction_type):
     "Fail early, saying what to change."
     if not isinstance(alphas_cumprod, torch.Tensor) or alphas_cumprod.ndim != 1:
-        raise ValueError(f"alphas_cumprod must be a 1-D tensor (T,) such as mdaug.schedules.make_alphas_cumprod(), got {getattr(alphas_cumprod, 'shape', type(alphas_cumprod))}")
-    if prediction_type not in PREDICTION_TYPES: raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        got = getattr(alphas_cumprod, 'shape', type(alphas_cumprod))
+        raise ValueError(f"alphas_cumprod must be a 1-D tensor (T,) such as mdaug.schedules.make_alphas_cumprod(), "
+                         f"got {got}")
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
 
 # %% ../nbs/06_samplers.ipynb #63596fcf
 def _enough(n, strength):
@@ -141,34 +149,43 @@ def img2img_start(x:torch.Tensor, # the sampler's noise (B, C, H, W)
         raise ValueError(f"init is on {init.device} but x on {x.device}: put both on one device")
     return ts, add_noise(init.to(x.dtype), x, ts[0], alphas_cumprod)
 
+# %% ../nbs/06_samplers.ipynb #bdf26de5
+def _setup(model, x, alphas_cumprod, timesteps, steps, timestep_spacing, steps_offset, prediction_type,
+           class_labels, guidance_scale, null_class, init, strength):
+    "What every sampler does first: check the inputs, list its timesteps (cut by `strength`), start x, wrap the model."
+    _check(alphas_cumprod, prediction_type)
+    ts = timesteps(steps, len(alphas_cumprod), timestep_spacing, steps_offset)
+    ts, x = img2img_start(x, ts, alphas_cumprod, init, strength)
+    return ts, x, model_fn(model, x, ts, class_labels, guidance_scale, null_class)
+
 # %% ../nbs/06_samplers.ipynb #9d6caffb
 @torch.no_grad()
 def ddpm_sample(model, # called as model(x, t, class_labels) -> prediction (a diffusers UNet works too)
                 x:torch.Tensor, # noise x_T (B, C, H, W), added to `init` when given; sets device and dtype
                 alphas_cumprod:torch.Tensor, # (T,) alpha-bar of the training schedule, on any device
                 steps:int=1000, # sampling steps (1000 = every training timestep)
+                *,
                 class_labels=None, # (B,) class indices, an int, or None
                 guidance_scale:float=1., # classifier-free guidance scale w (1: no guidance)
+                null_class:int|None=None, # null class index for guidance; None: from the model
                 generator:torch.Generator|None=None, # source of the step noise
                 callback=None, # called each step with {'i', 't', 'x', 'denoised'}
                 disable:bool=False, # hide the progress bar
                 timestep_spacing:str='leading', # 'leading', 'trailing' or 'linspace'
-                prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
                 steps_offset:int=0, # added to 'leading' timesteps
-                variance_type:str='fixed_small', # 'fixed_small' (posterior variance) or 'fixed_large' (beta)
-                clip_sample:bool=False, # clamp predicted x0 to [-clip_sample_range, clip_sample_range] (pixels; not for latents)
-                clip_sample_range:float=1., # the clamp bound
-                null_class:int|None=None, # null class index for guidance; None: from the model
+                prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
                 init:torch.Tensor|None=None, # clean (scaled) latents like `x` to start from; None: pure noise
-                strength:float=1. # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
+                strength:float=1., # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
+                variance_type:str='fixed_small', # 'fixed_small' (posterior variance) or 'fixed_large' (beta)
+                clip_sample:bool=False, # clamp predicted x0 to +-clip_sample_range (pixels; not for latents)
+                clip_sample_range:float=1. # the clamp bound
                ) -> torch.Tensor:
     "Ancestral DDPM sampling (Ho et al. 2020), step for step as diffusers' DDPMScheduler."
-    _check(alphas_cumprod, prediction_type)
-    if variance_type not in ('fixed_small', 'fixed_large'): raise ValueError(f"variance_type must be 'fixed_small' or 'fixed_large', got {variance_type!r}")
-    ts = sampling_timesteps(steps, len(alphas_cumprod), timestep_spacing, steps_offset)
-    ts, x = img2img_start(x, ts, alphas_cumprod, init, strength)
+    if variance_type not in ('fixed_small', 'fixed_large'):
+        raise ValueError(f"variance_type must be 'fixed_small' or 'fixed_large', got {variance_type!r}")
+    ts, x, f = _setup(model, x, alphas_cumprod, sampling_timesteps, steps, timestep_spacing, steps_offset,
+                      prediction_type, class_labels, guidance_scale, null_class, init, strength)
     abs_ = _alpha_bars(alphas_cumprod, ts); abs_prev = abs_[1:] + [1.]
-    f = model_fn(model, x, ts, class_labels, guidance_scale, null_class)
     for i in tqdm(range(len(ts)), disable=disable):
         ab, abp = abs_[i], abs_prev[i]
         beta = 1 - ab / abp
@@ -187,29 +204,28 @@ def ddim_sample(model, # called as model(x, t, class_labels) -> prediction (a di
                 x:torch.Tensor, # noise x_T (B, C, H, W), added to `init` when given; sets device and dtype
                 alphas_cumprod:torch.Tensor, # (T,) alpha-bar of the training schedule, on any device
                 steps:int=50, # sampling steps
-                eta:float=0., # 0: deterministic DDIM; 1: DDPM-like noise
+                *,
                 class_labels=None, # (B,) class indices, an int, or None
                 guidance_scale:float=1., # classifier-free guidance scale w (1: no guidance)
+                null_class:int|None=None, # null class index for guidance; None: from the model
                 generator:torch.Generator|None=None, # source of the step noise (used when eta > 0)
                 callback=None, # called each step with {'i', 't', 'x', 'denoised'}
                 disable:bool=False, # hide the progress bar
                 timestep_spacing:str='leading', # 'leading', 'trailing' or 'linspace'
-                prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
                 steps_offset:int=0, # added to 'leading' timesteps
+                prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
+                init:torch.Tensor|None=None, # clean (scaled) latents like `x` to start from; None: pure noise
+                strength:float=1., # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
+                eta:float=0., # 0: deterministic DDIM; 1: DDPM-like noise
                 set_alpha_to_one:bool=True, # alpha-bar after the last step: 1 (True) or alphas_cumprod[0]
                 clip_sample:bool=False, # clamp predicted x0 (pixels; not for latents)
-                clip_sample_range:float=1., # the clamp bound
-                null_class:int|None=None, # null class index for guidance; None: from the model
-                init:torch.Tensor|None=None, # clean (scaled) latents like `x` to start from; None: pure noise
-                strength:float=1. # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
+                clip_sample_range:float=1. # the clamp bound
                ) -> torch.Tensor:
     "DDIM sampling (Song et al. 2021), step for step as diffusers' DDIMScheduler."
-    _check(alphas_cumprod, prediction_type)
-    ts = sampling_timesteps(steps, len(alphas_cumprod), timestep_spacing, steps_offset)
-    ts, x = img2img_start(x, ts, alphas_cumprod, init, strength)
+    ts, x, f = _setup(model, x, alphas_cumprod, sampling_timesteps, steps, timestep_spacing, steps_offset,
+                      prediction_type, class_labels, guidance_scale, null_class, init, strength)
     abs_ = _alpha_bars(alphas_cumprod, ts + [0])
     abs_prev = abs_[1:-1] + [1. if set_alpha_to_one else abs_[-1]]
-    f = model_fn(model, x, ts, class_labels, guidance_scale, null_class)
     for i in tqdm(range(len(ts)), disable=disable):
         ab, abp = abs_[i], abs_prev[i]
         std = eta * math.sqrt((1 - abp) / (1 - ab) * (1 - ab / abp))
@@ -226,26 +242,25 @@ def plms_sample(model, # called as model(x, t, class_labels) -> prediction (a di
                 x:torch.Tensor, # noise x_T (B, C, H, W), added to `init` when given; sets device and dtype
                 alphas_cumprod:torch.Tensor, # (T,) alpha-bar of the training schedule, on any device
                 steps:int=50, # sampling steps (steps + 1 model calls)
+                *,
                 class_labels=None, # (B,) class indices, an int, or None
                 guidance_scale:float=1., # classifier-free guidance scale w (1: no guidance)
+                null_class:int|None=None, # null class index for guidance; None: from the model
                 generator:torch.Generator|None=None, # unused: PLMS is deterministic
                 callback=None, # called each step with {'i', 't', 'x', 'denoised'}
                 disable:bool=False, # hide the progress bar
                 timestep_spacing:str='leading', # 'leading', 'trailing' or 'linspace'
-                prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
                 steps_offset:int=0, # added to 'leading' timesteps (CompVis LDM uses 1)
-                set_alpha_to_one:bool=True, # alpha-bar after the last step: 1 (True) or alphas_cumprod[0] (False: LDM, PNDM)
-                null_class:int|None=None, # null class index for guidance; None: from the model
+                prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
                 init:torch.Tensor|None=None, # clean (scaled) latents like `x` to start from; None: pure noise
-                strength:float=1. # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
+                strength:float=1., # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
+                set_alpha_to_one:bool=True # alpha-bar after the last step: 1 (True) or alphas_cumprod[0] (LDM, PNDM)
                ) -> torch.Tensor:
     "PLMS sampling (Liu et al. 2022) with the pseudo improved Euler first step of CompVis latent-diffusion."
-    _check(alphas_cumprod, prediction_type)
-    ts = sampling_timesteps(steps, len(alphas_cumprod), timestep_spacing, steps_offset)
-    ts, x = img2img_start(x, ts, alphas_cumprod, init, strength)
+    ts, x, f = _setup(model, x, alphas_cumprod, sampling_timesteps, steps, timestep_spacing, steps_offset,
+                      prediction_type, class_labels, guidance_scale, null_class, init, strength)
     abs_ = _alpha_bars(alphas_cumprod, ts + [0])
     abs_prev = abs_[1:-1] + [1. if set_alpha_to_one else abs_[-1]]
-    f = model_fn(model, x, ts, class_labels, guidance_scale, null_class)
     def eps_at(x, i): return _x0_eps(x, f(x, i), abs_[i], prediction_type)[1]
     def step(x, e, i):
         x0 = (x - math.sqrt(1 - abs_[i]) * e) / math.sqrt(abs_[i])
@@ -272,7 +287,8 @@ def dpm_timesteps(steps:int, # sampling steps
     "The timesteps of diffusers' DPMSolverMultistepScheduler for `steps` steps."
     if spacing == 'trailing': return sampling_timesteps(steps, num_train_timesteps, spacing)
     if spacing not in SPACINGS: raise ValueError(f"timestep_spacing must be one of {SPACINGS}, got {spacing!r}")
-    if not 1 <= steps < num_train_timesteps: raise ValueError(f"steps must be between 1 and {num_train_timesteps - 1}, got {steps}")
+    if not 1 <= steps < num_train_timesteps:
+        raise ValueError(f"steps must be between 1 and {num_train_timesteps - 1}, got {steps}")
     if spacing == 'linspace': return sampling_timesteps(steps + 1, num_train_timesteps, spacing)[:-1]
     ratio = num_train_timesteps // (steps + 1)
     return [int(t) + steps_offset for t in (np.arange(0, steps + 1) * ratio).round()[::-1][:-1]]
@@ -283,26 +299,25 @@ def dpmpp_2m_sample(model, # called as model(x, t, class_labels) -> prediction (
                     x:torch.Tensor, # noise x_T (B, C, H, W), added to `init` when given; sets device and dtype
                     alphas_cumprod:torch.Tensor, # (T,) alpha-bar of the training schedule, on any device
                     steps:int=50, # sampling steps (20 is usually enough)
+                    *,
                     class_labels=None, # (B,) class indices, an int, or None
                     guidance_scale:float=1., # classifier-free guidance scale w (1: no guidance)
+                    null_class:int|None=None, # null class index for guidance; None: from the model
                     generator:torch.Generator|None=None, # unused: the 2M solver is deterministic
                     callback=None, # called each step with {'i', 't', 'x', 'denoised'}
                     disable:bool=False, # hide the progress bar
                     timestep_spacing:str='linspace', # 'linspace' (diffusers' default here), 'leading' or 'trailing'
-                    prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
                     steps_offset:int=0, # added to 'leading' timesteps
-                    null_class:int|None=None, # null class index for guidance; None: from the model
+                    prediction_type:str='epsilon', # what the model predicts: 'epsilon' or 'v_prediction'
                     init:torch.Tensor|None=None, # clean (scaled) latents like `x` to start from; None: pure noise
                     strength:float=1. # in (0, 1]: only the last int(steps * strength) steps run, from noised `init`
                    ) -> torch.Tensor:
-    "DPM-Solver++(2M) (Lu et al. 2022), as diffusers' DPMSolverMultistepScheduler(algorithm_type='dpmsolver++', solver_order=2)."
-    _check(alphas_cumprod, prediction_type)
-    ts = dpm_timesteps(steps, len(alphas_cumprod), timestep_spacing, steps_offset)
-    ts, x = img2img_start(x, ts, alphas_cumprod, init, strength)
+    "DPM-Solver++(2M) (Lu et al. 2022), as diffusers' DPMSolverMultistepScheduler(algorithm_type='dpmsolver++')."
+    ts, x, f = _setup(model, x, alphas_cumprod, dpm_timesteps, steps, timestep_spacing, steps_offset,
+                      prediction_type, class_labels, guidance_scale, null_class, init, strength)
     abs_ = _alpha_bars(alphas_cumprod, ts)
     alpha, sigma = [math.sqrt(a) for a in abs_], [math.sqrt(1 - a) for a in abs_]
     lam = [math.log(a) - math.log(s) for a, s in zip(alpha, sigma)]
-    f = model_fn(model, x, ts, class_labels, guidance_scale, null_class)
     x0_prev = None
     for i in tqdm(range(len(ts)), disable=disable):
         x0, _ = _x0_eps(x, f(x, i), abs_[i], prediction_type)
@@ -316,4 +331,38 @@ def dpmpp_2m_sample(model, # called as model(x, t, class_labels) -> prediction (
     return x
 
 # %% ../nbs/06_samplers.ipynb #ce2537ef
-SAMPLERS = dict(ddpm=ddpm_sample, ddim=ddim_sample, plms=plms_sample, dpmpp_2m=dpmpp_2m_sample)
+@dataclass(frozen=True)
+class Sampler:
+    "A sampler in the registry: its function, its own keyword options, and how it follows a scheduler config."
+    name:str # the key, as the command line and the widgets spell it
+    fn:Callable # fn(model, x, alphas_cumprod, steps, *, class_labels=None, ...) -> the sample
+    title:str # its name for people
+    options:tuple = () # its own keyword options, beyond those every sampler takes
+    config_spacing:bool = True # whether it follows a scheduler config's `timestep_spacing` and `steps_offset`
+
+    def __call__(self, *args, **kwargs): return self.fn(*args, **kwargs)
+
+    @property
+    def steps(self) -> int:
+        "Its default number of steps."
+        return inspect.signature(self.fn).parameters['steps'].default
+
+    def kwargs(self, config, # a diffusers scheduler config (a dict)
+               **options # values for this sampler's own options, e.g. eta=0.5
+              ) -> dict:
+        "The keyword arguments that make this sampler follow a scheduler `config`, with `options` added."
+        bad = sorted(set(options) - set(self.options))
+        if bad: raise ValueError(f"the {self.name} sampler has no option {', '.join(bad)}: its options are "
+                                 f"{list(self.options)}")
+        kw = dict(prediction_type=config.get('prediction_type', 'epsilon'))
+        if self.config_spacing:
+            kw.update(timestep_spacing=config.get('timestep_spacing', 'leading'),
+                      steps_offset=config.get('steps_offset', 0))
+        if 'set_alpha_to_one' in self.options: kw['set_alpha_to_one'] = config.get('set_alpha_to_one', False)
+        return kw | options
+
+SAMPLERS = {s.name: s for s in [
+    Sampler('ddpm', ddpm_sample, 'DDPM', ('variance_type', 'clip_sample', 'clip_sample_range')),
+    Sampler('ddim', ddim_sample, 'DDIM', ('eta', 'set_alpha_to_one', 'clip_sample', 'clip_sample_range')),
+    Sampler('plms', plms_sample, 'PLMS', ('set_alpha_to_one',)),
+    Sampler('dpmpp_2m', dpmpp_2m_sample, 'DPM-Solver++(2M)', config_spacing=False)]}

@@ -45,11 +45,13 @@ def sigmoid_beta_schedule(num_train_timesteps:int=1000, # T
                           beta_end:float=0.02    # upper end of the betas
                          ) -> torch.Tensor:
     "Betas on a logistic curve over [-6, 6] scaled to [beta_start, beta_end] (GeoDiff; diffusers' `sigmoid`)."
-    return (torch.sigmoid(torch.linspace(-6, 6, num_train_timesteps, dtype=torch.float64)) * (beta_end - beta_start) + beta_start).float()
+    s = torch.sigmoid(torch.linspace(-6, 6, num_train_timesteps, dtype=torch.float64))
+    return (s * (beta_end - beta_start) + beta_start).float()
 
 # %% ../nbs/04_schedules.ipynb #f34142ed
 BETA_SCHEDULES = dict(linear=linear_beta_schedule, scaled_linear=scaled_linear_beta_schedule,
-                      squaredcos_cap_v2=cosine_beta_schedule, cosine=cosine_beta_schedule, sigmoid=sigmoid_beta_schedule)
+                      squaredcos_cap_v2=cosine_beta_schedule, cosine=cosine_beta_schedule,
+                      sigmoid=sigmoid_beta_schedule)
 
 def beta_schedule(name:str='linear', # 'linear', 'scaled_linear', 'squaredcos_cap_v2' (or 'cosine'), 'sigmoid'
                   num_train_timesteps:int=1000, # T
@@ -57,7 +59,8 @@ def beta_schedule(name:str='linear', # 'linear', 'scaled_linear', 'squaredcos_ca
                   beta_end:float=0.02    # ignored by the cosine schedule
                  ) -> torch.Tensor:
     "The float32 betas of schedule `name`, named as in diffusers' `beta_schedule`."
-    if name not in BETA_SCHEDULES: raise ValueError(f"unknown beta schedule {name!r}: choose one of {sorted(BETA_SCHEDULES)}")
+    if name not in BETA_SCHEDULES:
+        raise ValueError(f"unknown beta schedule {name!r}: choose one of {sorted(BETA_SCHEDULES)}")
     if BETA_SCHEDULES[name] is cosine_beta_schedule: return cosine_beta_schedule(num_train_timesteps)
     return BETA_SCHEDULES[name](num_train_timesteps, beta_start, beta_end)
 

@@ -10,13 +10,17 @@ import csv, math, zlib, os
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from functools import partial
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import matplotlib
+import matplotlib.pyplot as plt
 from PIL import Image
+from scipy.interpolate import PchipInterpolator
+from tqdm.auto import tqdm
 
 from .core import (exists, default, get_profile, atomic_write, atomic_dir, save_json, check_number, check_memory,
-                        folder_lock,
-                        memory_bytes)
+                        folder_lock, memory_bytes)
 
 # %% auto #0
 __all__ = ['C_LIGHT', 'BODY_FRACTIONS', 'BODY_RADII', 'SEGMENTS', 'POSE_KEYS', 'HUMAN_CLASSES', 'CLASSES', 'CLASS_RADAR',
@@ -39,7 +43,7 @@ class RadarConfig:
     duration:float=3.0       # observation time in seconds
     snr_db:float|None=20.    # signal-to-noise ratio of the raw return in dB; None: no noise
     range_m:float=10.        # distance from the radar to the target's mid-time position, m
-    aspect_deg:float=0.      # azimuth between the target's heading and the direction to the radar (0: coming straight at it)
+    aspect_deg:float=0.      # azimuth between the target's heading and the line to the radar (0: coming straight at it)
     elevation_deg:float=0.   # elevation of the target seen from the radar (positive: target above the radar)
     window_s:float=0.064     # STFT Hann window length in seconds
     v_span:float=10.         # the image shows radial velocities in [-v_span, v_span] m/s
@@ -53,7 +57,8 @@ class RadarConfig:
         if self.window_s * self.prf < 8:
             raise ValueError(f"the STFT window holds only {self.window_s*self.prf:.1f} pulses: raise prf or window_s")
         if self.v_span > self.v_unambiguous * (1 + 1e-9):
-            raise ValueError(f"v_span={self.v_span} m/s exceeds the unambiguous velocity PRF*lambda/4 = {self.v_unambiguous:.2f} m/s: "
+            raise ValueError(f"v_span={self.v_span} m/s exceeds the unambiguous velocity PRF*lambda/4 = "
+                             f"{self.v_unambiguous:.2f} m/s: "
                              f"lower v_span or raise prf to at least {math.ceil(self.min_prf(self.v_span))} Hz")
 
     @property
@@ -69,7 +74,8 @@ class RadarConfig:
     def check_velocity(self, v_max:float, what:str='target'):
         "Raise a clear error when radial speed `v_max` (m/s) would alias at this PRF."
         if v_max > self.v_unambiguous:
-            raise ValueError(f"{what} reaches a radial speed of {v_max:.2f} m/s, beyond the unambiguous {self.v_unambiguous:.2f} m/s "
+            raise ValueError(f"{what} reaches a radial speed of {v_max:.2f} m/s, beyond the unambiguous "
+                             f"{self.v_unambiguous:.2f} m/s "
                              f"at PRF {self.prf:.0f} Hz and carrier {self.carrier/1e9:.3g} GHz (Doppler would alias): "
                              f"raise prf to at least {math.ceil(self.min_prf(v_max))} Hz or slow the target down")
 
@@ -131,7 +137,7 @@ def radar_return(scat:Scatterers, # scatterer trajectories
     line = scat.length > 0; ell = ~line
     amp = np.empty_like(R)
     amp[:, ell] = np.sqrt(ellipsoid_rcs(scat.a[ell], scat.c[ell], q[:, ell]))
-    if line.any():                                             # blades: L sinc(2 pi L q / lambda), phase at the blade centre
+    if line.any():                               # blades: L sinc(2 pi L q / lambda), phase at the blade centre
         L, ql = scat.length[line], q[:, line]
         amp[:, line] = L * np.sinc(2 * L * ql / wavelength)   # np.sinc(x) = sin(pi x) / (pi x)
         R[:, line] += 0.5 * L * ql
@@ -187,7 +193,6 @@ def doppler_image(P:np.ndarray, # power (F, W) from `spectrogram`
 _LUTS = {}
 def _lut(cmap:str) -> np.ndarray:
     if cmap not in _LUTS:
-        import matplotlib
         _LUTS[cmap] = (matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
     return _LUTS[cmap]
 
@@ -222,7 +227,8 @@ def leg_length(height:float) -> float:
 def _rot(axis, deg):
     "Rotation matrices (T, 3, 3) about body axis 'x', 'y' or 'z' by angles `deg` (T,)."
     a = np.deg2rad(np.asarray(deg, float)); c, s = np.cos(a), np.sin(a); o, z = np.ones_like(a), np.zeros_like(a)
-    m = {'x': [[o, z, z], [z, c, -s], [z, s, c]], 'y': [[c, z, s], [z, o, z], [-s, z, c]], 'z': [[c, -s, z], [s, c, z], [z, z, o]]}[axis]
+    m = {'x': [[o, z, z], [z, c, -s], [z, s, c]], 'y': [[c, z, s], [z, o, z], [-s, z, c]],
+         'z': [[c, -s, z], [s, c, z], [z, z, o]]}[axis]
     return np.moveaxis(np.array(m), (0, 1), (-2, -1))
 
 def _plane(deg, down=True):
@@ -231,8 +237,8 @@ def _plane(deg, down=True):
     return np.stack([np.sin(a), 0*a, -np.cos(a)], -1) if down else np.stack([np.cos(a), 0*a, np.sin(a)], -1)
 
 # %% ../nbs/01_simulate.ipynb #54e0cf2f
-POSE_KEYS = ('hip_l', 'hip_r', 'knee_l', 'knee_r', 'ankle_l', 'ankle_r', 'shoulder_l', 'shoulder_r', 'elbow_l', 'elbow_r',
-             'pelvis_list', 'pelvis_torsion', 'lean', 'side_lean', 'thorax_torsion')
+POSE_KEYS = ('hip_l', 'hip_r', 'knee_l', 'knee_r', 'ankle_l', 'ankle_r', 'shoulder_l', 'shoulder_r', 'elbow_l',
+             'elbow_r', 'pelvis_list', 'pelvis_torsion', 'lean', 'side_lean', 'thorax_torsion')
 
 def human_joints(height:float, # body height in m
                  pose:dict # joint angles (deg, arrays (T,)) named in POSE_KEYS, plus 'base' (T, 3) pelvis centre in m
@@ -274,7 +280,6 @@ def human_scatterers(height:float, # body height in m
 
 def _periodic(x, y, tau):
     "Periodic monotone-cubic (PCHIP) curve through control points (x, y) on a unit cycle, evaluated at `tau`."
-    from scipy.interpolate import PchipInterpolator
     x, ix = np.unique(np.mod(np.asarray(x, float), 1.), return_index=True)  # a point at x and x+1 is the same point
     y = np.asarray(y, float)[ix]
     return PchipInterpolator(np.r_[x - 1, x, x + 1], np.r_[y, y, y])(np.mod(tau, 1.))
@@ -305,7 +310,8 @@ def boulic_walk(t:np.ndarray, # times in s
     a2 = 1.66 * rv
     lst = np.select([tau < 0.15, tau < 0.5, tau < 0.65],
                     [-a2 + a2 * np.cos(2 * np.pi * 10 * tau / 3), -a2 - a2 * np.cos(2 * np.pi * 10 * (tau - 0.15) / 7),
-                     a2 - a2 * np.cos(2 * np.pi * 10 * (tau - 0.5) / 3)], a2 + a2 * np.cos(2 * np.pi * 10 * (tau - 0.65) / 7))
+                     a2 - a2 * np.cos(2 * np.pi * 10 * (tau - 0.5) / 3)],
+                    a2 + a2 * np.cos(2 * np.pi * 10 * (tau - 0.65) / 7))
     torsion = -4 * rv * np.cos(2 * np.pi * tau)
     hip_y = (50 * rv, -30 * rv, 50 * rv) if a else (25., -15., 25.) if b else (5 * r + 25, -15., 6 * r + 25)
     hip_x = (-0.1, 0.5, 0.9) if b else (0.2 * r - 0.1, 0.5, 0.9)
@@ -314,7 +320,8 @@ def boulic_walk(t:np.ndarray, # times in s
     ank_x = (0., 0.08, 0.5, ds, 0.85) if b else (0., 0.08, -0.1 * r + 0.5, ds, 0.85)
     ank_y = ((-3., -30 * rv - 3, 22 * rv - 3, -34 * rv - 3, -3.) if a else (-3., -18., 8., -20., -3.) if b else
              (5 * r - 3, 4 * r - 18, -3 * r + 8, -8 * r - 20, 5 * r - 3))
-    elb_x = (0.05, 0.5, 0.9) if a else (0.05, 0.01 * (rv - 0.5) / 0.8 + 0.5, 0.9) if b else (0.05, 0.04 * r + 0.51, -0.1 * r + 0.9)
+    elb_x = ((0.05, 0.5, 0.9) if a else (0.05, 0.01 * (rv - 0.5) / 0.8 + 0.5, 0.9) if b else
+             (0.05, 0.04 * r + 0.51, -0.1 * r + 0.9))
     elb_y = ((6 * rv + 3, 34 * rv + 3, 10 * rv + 3) if a else
              (8 * (rv - 0.5) / 0.8 + 6, 24 * (rv - 0.5) / 0.8 + 20, 9 * (rv - 0.5) / 0.8 + 8) if b else
              (-6 * r + 14, 26 * r + 44, -6 * r + 17))
@@ -355,7 +362,7 @@ def simulate_signal(scat:Scatterers, # scatterer trajectories over `radar.times`
     mid = len(radar.times) // 2
     centre = default(centre, lambda: scat.pos[mid].mean(0))
     rp = radar.radar_position(centre)
-    k = max(1, int(radar.prf // 4000))                               # check speeds on a ~0.25 ms grid: cheap and exact enough
+    k = max(1, int(radar.prf // 4000))                               # speeds on a ~0.25 ms grid: cheap, exact enough
     R = np.linalg.norm(scat.pos[::k] - rp, axis=-1)
     vr = np.abs(np.diff(R, axis=0)).max(0) * radar.prf / k           # per scatterer max radial speed
     tip = scat.length > 0
@@ -475,11 +482,13 @@ def box_pose(t:np.ndarray, # times in s
     pose['punches'] = times
     return pose
 
-def box_scatterers(t, height=1.8, rate=1.5, punch_time=0.13, lead='l', drift=0.1, rng=None, glove_radius=0.07, **kwargs) -> Scatterers:
+def box_scatterers(t, height=1.8, rate=1.5, punch_time=0.13, lead='l', drift=0.1, rng=None, glove_radius=0.07,
+                   **kwargs) -> Scatterers:
     "The 16 body ellipsoids of a shadow-boxer, plus two spherical gloves."
     J = human_joints(height, box_pose(t, height, rate, punch_time, lead, drift, rng))
     gl = np.stack([J['hand_l'], J['hand_r']], 1)
-    gloves = Scatterers(gl, np.broadcast_to([0., 0, 1], gl.shape), np.full(2, glove_radius), np.full(2, glove_radius), ['glove_l', 'glove_r'])
+    r = np.full(2, glove_radius)
+    gloves = Scatterers(gl, np.broadcast_to([0., 0, 1], gl.shape), r, r, ['glove_l', 'glove_r'])
     return human_scatterers(height, J).concat(gloves)
 
 # %% ../nbs/01_simulate.ipynb #563b0d57
@@ -492,10 +501,12 @@ def jump_pose(t:np.ndarray, # times in s
              ) -> dict:
     "Joint-angle pose of a person doing repeated standing broad jumps."
     g = 9.81; vz = np.sqrt(2 * g * jump_height); Tf = 2 * vz / g
-    if Tf > 0.45 * period: raise ValueError(f"a {jump_height} m jump flies {Tf:.2f} s: period must be at least {Tf/0.45:.2f} s")
+    if Tf > 0.45 * period: raise ValueError(f"a {jump_height} m jump flies {Tf:.2f} s: period must be at least "
+                                            f"{Tf/0.45:.2f} s")
     cyc = t / period + phase; tau = np.mod(cyc, 1.); n = np.floor(cyc)
     to, ld = 0.38, 0.38 + Tf / period                              # take-off and landing phases
-    knee = _periodic((0., 0.25, to, (to + ld) / 2, ld, ld + 0.08, min(ld + 0.3, 0.97)), (8., 90., 5., 35., 8., 60., 8.), tau)
+    knee = _periodic((0., 0.25, to, (to + ld) / 2, ld, ld + 0.08, min(ld + 0.3, 0.97)), (8., 90., 5., 35., 8., 60., 8.),
+                     tau)
     pose = dict(knee_l=knee, knee_r=knee, hip_l=0.8 * knee, hip_r=0.8 * knee, lean=0.45 * knee)
     ank = _periodic((0., 0.25, to, ld, ld + 0.08), (0., 20., -30., -10., 15.), tau)
     pose.update(ankle_l=ank, ankle_r=ank)
@@ -597,17 +608,20 @@ def subject_params(cls:str, # class name
         h = float(np.clip(r.normal(1.72, 0.09), 1.5, 2.0))
         return dict(height=h, rv_walk=r.uniform(0.9, 1.9), arm_swing=r.uniform(0.6, 1.3), run_speed=r.uniform(2.5, 3.8),
                     limp_side=str(r.choice(['l', 'r'])), severity=r.uniform(0.4, 1.0), limp_speed=r.uniform(0.6, 1.1),
-                    punch_rate=r.uniform(0.8, 2.2), punch_time=r.uniform(0.1, 0.17), lead=str(r.choice(['l', 'l', 'r'])),
-                    jump_height=r.uniform(0.15, 0.35), jump_distance=r.uniform(0.4, 1.0), jump_period=r.uniform(1.4, 2.0))
+                    punch_rate=r.uniform(0.8, 2.2), punch_time=r.uniform(0.1, 0.17),
+                    lead=str(r.choice(['l', 'l', 'r'])), jump_height=r.uniform(0.15, 0.35),
+                    jump_distance=r.uniform(0.4, 1.0), jump_period=r.uniform(1.4, 2.0))
     r = _seed(seed, cls, subject)
     if cls == 'drone':
         L = r.uniform(0.08, 0.14)
         rpm = min(r.uniform(3500, 6500), 80 / (L * 2 * np.pi / 60 * 1.03 * 1.1))   # keep blade tips below 80 m/s
-        return dict(n_rotors=int(r.choice([4, 4, 6, 8])), n_blades=int(r.choice([2, 2, 3])), blade_length=L, rpm_nominal=rpm,
-                    arm=r.uniform(0.15, 0.4))
+        return dict(n_rotors=int(r.choice([4, 4, 6, 8])), n_blades=int(r.choice([2, 2, 3])), blade_length=L,
+                    rpm_nominal=rpm, arm=r.uniform(0.15, 0.4))
     L = r.uniform(0.12, 0.35)
-    return dict(wing_length=L, amplitude=r.uniform(30, 50), flap_scale=r.uniform(0.85, 1.15), cruise=r.uniform(2.5, 5.5))
+    return dict(wing_length=L, amplitude=r.uniform(30, 50), flap_scale=r.uniform(0.85, 1.15),
+                cruise=r.uniform(2.5, 5.5))
 
+# %% ../nbs/01_simulate.ipynb #162e11a6
 def sample_params(cls:str, # class name
                   subject:int, # subject index
                   n:int, # sample index for this subject
@@ -632,14 +646,16 @@ def sample_params(cls:str, # class name
         p.update(rate=sub['punch_rate'] * r.uniform(0.85, 1.15), punch_time=sub['punch_time'] * r.uniform(0.93, 1.07),
                  lead=sub['lead'], drift=r.uniform(-0.1, 0.3))
     elif cls == 'jump':
-        p.update(jump_height=sub['jump_height'] * r.uniform(0.9, 1.1), distance=sub['jump_distance'] * r.uniform(0.85, 1.15),
+        p.update(jump_height=sub['jump_height'] * r.uniform(0.9, 1.1),
+                 distance=sub['jump_distance'] * r.uniform(0.85, 1.15),
                  period=sub['jump_period'] * r.uniform(0.93, 1.07))
     elif cls == 'drone':
         p.update({k: v for k, v in sub.items() if k != 'rpm_nominal'}, rpm=sub['rpm_nominal'] * r.uniform(0.9, 1.1),
                  speed=r.uniform(0, 3), elevation_deg=r.uniform(10, 45))
     elif cls == 'bird':
         L = sub['wing_length']
-        p.update(wing_length=L, amplitude=sub['amplitude'] * r.uniform(0.9, 1.1), speed=sub['cruise'] * r.uniform(0.85, 1.15),
+        p.update(wing_length=L, amplitude=sub['amplitude'] * r.uniform(0.9, 1.1),
+                 speed=sub['cruise'] * r.uniform(0.85, 1.15),
                  flap_freq=2.1 * L**-0.8 * sub['flap_scale'] * r.uniform(0.95, 1.05), elevation_deg=r.uniform(5, 25))
     if cls in HUMAN_CLASSES: p['rv'] = p.get('speed', 0.) / Ht
     return dict(cls=cls, subject=subject, n=n, seed=int(r.integers(2**31)), **p)
@@ -647,12 +663,16 @@ def sample_params(cls:str, # class name
 # %% ../nbs/01_simulate.ipynb #e12b0478
 _RADAR_KEYS = {f for f in RadarConfig.__dataclass_fields__}
 
+def _motion_kwargs(params:dict) -> dict:
+    "The entries of a `sample_params` dict that describe the target's motion (what a scatterer model takes)."
+    return {k: v for k, v in params.items() if k not in _RADAR_KEYS | {'cls', 'subject', 'n', 'seed'}}
+
 def radar_for(cls:str, # class name
               **overrides # RadarConfig fields (None values are ignored)
              ) -> RadarConfig:
     "The radar used for class `cls`: `RadarConfig` defaults, then the class's own settings, then `overrides`."
     kw = {**CLASS_RADAR.get(cls, {}), **{k: v for k, v in overrides.items() if v is not None}}
-    if overrides.get('prf') is None:   # no PRF given: scale the class's PRF with the carrier, keeping its unambiguous velocity
+    if overrides.get('prf') is None:  # no PRF given: scale the class's PRF with the carrier (same unambiguous speed)
         kw['prf'] = kw.get('prf', RadarConfig.prf) * kw.get('carrier', RadarConfig.carrier) / RadarConfig.carrier
     return RadarConfig(**kw)
 
@@ -664,7 +684,7 @@ def simulate_sample(params:dict, # a `sample_params` dict, optionally with Radar
     cls = params['cls']
     radar = radar_for(cls, **{k: v for k, v in params.items() if k in _RADAR_KEYS})
     rng = np.random.default_rng(params['seed'])
-    scat = SCATTERERS[cls](radar.times, rng=rng, **{k: v for k, v in params.items() if k not in _RADAR_KEYS | {'cls', 'subject', 'n', 'seed'}})
+    scat = SCATTERERS[cls](radar.times, rng=rng, **_motion_kwargs(params))
     s, rp, v_max = simulate_signal(scat, radar, rng)
     img = render(s, radar, image_size)
     row = dict(params, **asdict(radar), wavelength=radar.wavelength, v_max=v_max, image_size=image_size)
@@ -678,8 +698,8 @@ def _write_one(job):
     sub = f"s{params['subject']:02d}"
     rel = f"{params['cls']}/{sub}_{params['n']:03d}.png"
     to_image(img, channels).save(Path(root) / rel)
-    return {'file': rel, 'class': params['cls'], 'subject': sub, **{k: v for k, v in row.items() if k not in ('cls', 'subject')},
-            'channels': channels}
+    rest = {k: v for k, v in row.items() if k not in ('cls', 'subject')}
+    return {'file': rel, 'class': params['cls'], 'subject': sub, **rest, 'channels': channels}
 
 def _write_table(rows, path):
     keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -700,6 +720,14 @@ def check_image_size(image_size:int # image height and width in pixels
     check_memory(f"image_size={image_size} (one simulated image)", SIM_BYTES_PER_PIXEL * image_size**2,
                  f"choose an image_size of at most {top}")
 
+def _check_radars(classes:list, radar_kw:dict):
+    "Fail early on radar settings that are invalid for a class, or whose pulses would not fit in memory."
+    radars = [radar_for(c, **radar_kw) for c in classes]
+    pulses = max(r.prf * r.duration for r in radars)  # about 4 kB a pulse while a sample is made
+    check_memory(f"duration={radar_kw['duration']:g} s at a PRF of {max(r.prf for r in radars):g} Hz",
+                 SIM_BYTES_PER_PULSE * pulses, "choose a shorter duration")
+
+# %% ../nbs/01_simulate.ipynb #df642951
 def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a previous dataset)
                      classes:str|list|None=None, # class names (list or comma-separated); None: all of CLASSES
                      n_subjects:int|None=None, # subjects per class; None: get_profile().sim_subjects
@@ -708,22 +736,22 @@ def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a pre
                      channels:int=3, # 3: jet-coloured RGB, 1: grayscale
                      duration:float=3.0, # seconds per spectrogram
                      carrier:float=24e9, # radar carrier in Hz
-                     prf:float|None=None, # PRF in Hz; None: per class (5 kHz, drones 33 kHz, at 24 GHz; scaled with the carrier)
+                     prf:float|None=None, # PRF in Hz; None: per class (5 kHz, drones 33 kHz at 24 GHz, x carrier)
                      snr_db:float|None=None, # SNR in dB; None: drawn per sample from [10, 30]
                      max_aspect:float=30., # aspect angles drawn from [-max_aspect, max_aspect] degrees
                      seed:int=0, # dataset seed: same seed, same bytes
                      n_workers:int|None=None, # worker processes; None: all cores; 0 or 1: in this process
                      progress:bool=True # show a tqdm progress bar
                     ) -> Path:
-    "Simulate a labelled micro-Doppler dataset: `out/<class>/<subject>_<n>.png` plus metadata.csv/json; returns the csv path."
-    from tqdm.auto import tqdm
+    "Simulate a labelled dataset: `out/<class>/<subject>_<n>.png` plus metadata.csv/json; returns the csv path."
     classes = default(classes, CLASSES)
     if isinstance(classes, str): classes = [c.strip() for c in classes.split(',') if c.strip()]
     bad = [c for c in classes if c not in CLASSES]
     if bad: raise ValueError(f"unknown class(es) {bad}: choose from {list(CLASSES)}")
     prof = get_profile()
     n_subjects, n_per_subject = default(n_subjects, prof.sim_subjects), default(n_per_subject, prof.sim_per_subject)
-    check_number('n_subjects', n_subjects, 1, 10**6, integer=True); check_number('n_per_subject', n_per_subject, 1, 10**6, integer=True)
+    check_number('n_subjects', n_subjects, 1, 10**6, integer=True)
+    check_number('n_per_subject', n_per_subject, 1, 10**6, integer=True)
     if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels}")
     check_image_size(image_size)
     check_number('duration', duration, 0, 3600, lo_open=True, hint='seconds per spectrogram, e.g. 3')
@@ -734,13 +762,11 @@ def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a pre
     check_number('seed', seed, 0, 2**32 - 1, integer=True)
     if exists(n_workers): check_number('n_workers', n_workers, 0, 1024, integer=True)
     radar_kw = dict(duration=duration, carrier=carrier, prf=prf)
-    radars = [radar_for(c, **radar_kw) for c in classes]                 # fail early on bad radar settings
-    pulses = max(r.prf * r.duration for r in radars)                     # about 4 kB per pulse while one sample is made (measured)
-    check_memory(f"duration={duration:g} s at a PRF of {max(r.prf for r in radars):g} Hz", SIM_BYTES_PER_PULSE * pulses,
-                 "choose a shorter duration")
+    _check_radars(classes, radar_kw)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out/'metadata.csv').exists():
-        raise ValueError(f"{out} exists and is not a dataset written by simulate_dataset (no metadata.csv): choose another folder")
+        raise ValueError(f"{out} exists and is not a dataset written by simulate_dataset (no metadata.csv): "
+                         "choose another folder")
     jobs = []
     for c in classes:
         for j in range(n_subjects):
@@ -755,7 +781,6 @@ def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a pre
         bar = partial(tqdm, total=len(work), disable=not progress, desc='simulating')
         if n_workers <= 1: rows = list(bar(map(_write_one, work)))
         else:
-            from concurrent.futures import ProcessPoolExecutor
             with ProcessPoolExecutor(n_workers) as ex: rows = list(bar(ex.map(_write_one, work, chunksize=4)))
         _write_table(rows, tmp/'metadata.csv')
         save_json(rows, tmp/'metadata.json')
@@ -783,10 +808,10 @@ def show_spectrogram(img:np.ndarray, # (H, W) spectrogram in [0, 1] from `render
                      ax=None, # matplotlib axes; default: a new figure
                      title:str|None=None): # axes title
     "Plot a spectrogram on time (s) and radial velocity (m/s) axes, optionally with kinematic curves."
-    import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5, 3))
     ft = frame_times(radar, img.shape[1]); dt = ft[1] - ft[0]
-    ax.imshow(img, aspect='auto', cmap='jet', vmin=0, vmax=1, interpolation='nearest', extent=(ft[0] - dt/2, ft[-1] + dt/2, -radar.v_span, radar.v_span))
+    ax.imshow(img, aspect='auto', cmap='jet', vmin=0, vmax=1, interpolation='nearest',
+              extent=(ft[0] - dt/2, ft[-1] + dt/2, -radar.v_span, radar.v_span))
     for k, (t, v) in (curves or {}).items(): ax.plot(t, v, lw=0.8, label=k)
     if curves: ax.legend(fontsize=7, loc='lower right')
     ax.set_xlabel('time (s)'); ax.set_ylabel('radial velocity (m/s)')
@@ -807,8 +832,7 @@ def max_radial_speed(cls:str, # class name
                     ) -> tuple:
     "Fastest radial speed (m/s) of any scatterer of one sample, and the unambiguous speed of its radar."
     radar = radar_for(cls, **{**{k: v for k, v in params.items() if k in _RADAR_KEYS}, 'snr_db': None})
-    scat = SCATTERERS[cls](radar.times, rng=np.random.default_rng(params['seed']),
-                           **{k: v for k, v in params.items() if k not in _RADAR_KEYS | {'cls', 'subject', 'n', 'seed'}})
+    scat = SCATTERERS[cls](radar.times, rng=np.random.default_rng(params['seed']), **_motion_kwargs(params))
     return simulate_signal(scat, radar, check=False)[2], radar.v_unambiguous
 
 # %% ../nbs/01_simulate.ipynb #01d17a94

@@ -9,19 +9,29 @@ from __future__ import annotations
 import time
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from diffusers import UNet2DModel
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 from .core import default, get_profile
 
 # %% auto #0
-__all__ = ['UNET_PRESETS', 'ATTENTION_IMPLS', 'build_unet', 'Denoiser', 'unet_cost', 'speed_up']
+__all__ = ['UNET_PRESETS', 'ATTENTION_IMPLS', 'build_unet', 'Denoiser', 'unet_blocks', 'unet_cost', 'speed_up']
 
 # %% ../nbs/05_unet.ipynb #f90e7c60
+# per preset: widths per level, residual blocks per level, attention per level, group-norm groups, channels per head
 UNET_PRESETS = {
-    'ci':   dict(block_out_channels=(32, 64),            layers_per_block=1, attn_levels=(False, True),              norm_num_groups=8,  attention_head_dim=16),
-    'cpu':  dict(block_out_channels=(64, 128, 128),      layers_per_block=2, attn_levels=(False, True, True),        norm_num_groups=32, attention_head_dim=32),
-    'gpu':  dict(block_out_channels=(128, 256, 384),     layers_per_block=2, attn_levels=(False, True, True),        norm_num_groups=32, attention_head_dim=32),
-    '6gb':  dict(block_out_channels=(96, 192, 288),      layers_per_block=2, attn_levels=(False, True, True),        norm_num_groups=32, attention_head_dim=32),
-    '16gb': dict(block_out_channels=(128, 256, 384, 512), layers_per_block=2, attn_levels=(False, True, True, True),  norm_num_groups=32, attention_head_dim=64),
-    '80gb': dict(block_out_channels=(224, 448, 672, 896), layers_per_block=2, attn_levels=(False, True, True, True),  norm_num_groups=32, attention_head_dim=64),
+    'ci':   dict(block_out_channels=(32, 64), layers_per_block=1, attn_levels=(False, True),
+                 norm_num_groups=8, attention_head_dim=16),
+    'cpu':  dict(block_out_channels=(64, 128, 128), layers_per_block=2, attn_levels=(False, True, True),
+                 norm_num_groups=32, attention_head_dim=32),
+    'gpu':  dict(block_out_channels=(128, 256, 384), layers_per_block=2, attn_levels=(False, True, True),
+                 norm_num_groups=32, attention_head_dim=32),
+    '6gb':  dict(block_out_channels=(96, 192, 288), layers_per_block=2, attn_levels=(False, True, True),
+                 norm_num_groups=32, attention_head_dim=32),
+    '16gb': dict(block_out_channels=(128, 256, 384, 512), layers_per_block=2, attn_levels=(False, True, True, True),
+                 norm_num_groups=32, attention_head_dim=64),
+    '80gb': dict(block_out_channels=(224, 448, 672, 896), layers_per_block=2, attn_levels=(False, True, True, True),
+                 norm_num_groups=32, attention_head_dim=64),
 }
 
 # %% ../nbs/05_unet.ipynb #d884ad26
@@ -30,22 +40,25 @@ def build_unet(sample_size:int, # latent side (H = W), e.g. image_size // 4
                num_classes:int|None=None, # None: unconditional; else real classes (one more null class is added)
                preset:str|None=None, # a key of UNET_PRESETS; None: the run profile's name
                attention:str='plain', # 'plain': diffusers' self-attention (see 'Attention for wide latents')
-               **overrides # replace preset fields (block_out_channels, attn_levels, ...) or pass other UNet2DModel arguments
+               **overrides # replace preset fields (block_out_channels, attn_levels, ...) or other UNet2DModel arguments
               ):
-    "A diffusers `UNet2DModel` for latents of `in_channels` x `sample_size`^2, optionally class-conditional with a null class."
-    from diffusers import UNet2DModel
+    "A diffusers `UNet2DModel` for latents of `in_channels` x `sample_size`^2, optionally class-conditional."
     preset = default(preset, lambda: get_profile().name)
-    if preset not in UNET_PRESETS: raise ValueError(f"unknown UNet preset {preset!r}: choose one of {sorted(UNET_PRESETS)}")
-    if attention != 'plain': raise ValueError(f"attention must be 'plain', got {attention!r} (a window/axial hybrid was measured and not kept: see the lesson)")
+    if preset not in UNET_PRESETS:
+        raise ValueError(f"unknown UNet preset {preset!r}: choose one of {sorted(UNET_PRESETS)}")
+    if attention != 'plain':
+        raise ValueError(f"attention must be 'plain', got {attention!r} (a window/axial hybrid was "
+                         "measured and not kept: see the lesson)")
     cfg = {**UNET_PRESETS[preset], **overrides}
     attn = cfg.pop('attn_levels')
-    if len(attn) != len(cfg['block_out_channels']): raise ValueError(f"attn_levels needs one flag per level of block_out_channels {cfg['block_out_channels']}, got {attn}")
+    if len(attn) != len(cfg['block_out_channels']):
+        raise ValueError(f"attn_levels needs one flag per level of block_out_channels "
+                         f"{cfg['block_out_channels']}, got {attn}")
     down = tuple('AttnDownBlock2D' if a else 'DownBlock2D' for a in attn)
     up = tuple('AttnUpBlock2D' if a else 'UpBlock2D' for a in reversed(attn))
-    unet = UNet2DModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+    return UNet2DModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
                        down_block_types=down, up_block_types=up,
                        num_class_embeds=None if num_classes is None else num_classes + 1, **cfg)
-    return unet
 
 # %% ../nbs/05_unet.ipynb #405ef78e
 class Denoiser(nn.Module):
@@ -67,21 +80,49 @@ class Denoiser(nn.Module):
     def forward(self, x, t, class_labels=None):
         return self.unet(x, t, class_labels, return_dict=False)[0]
 
+# %% ../nbs/05_unet.ipynb #bf984b55
+def unet_blocks(unet, # a diffusers `UNet2DModel`
+                x:torch.Tensor, # a batch of latents `(B, C, H, W)`
+                t:torch.Tensor, # timesteps `(B,)`
+                class_labels:torch.Tensor|None=None # class indices `(B,)` of a conditional UNet
+               ) -> list[dict]:
+    "Each top-level block of `unet` in call order: name, kind, output shape and parameters (from forward hooks)."
+    rows, hooks = [], []
+    def record(name):
+        def hook(mod, inp, out):
+            o = out[0] if isinstance(out, tuple) else out  # a down block also returns its skip activations
+            rows.append(dict(block=name, kind=type(mod).__name__, shape=tuple(o.shape),
+                             params=sum(p.numel() for p in mod.parameters())))
+        return hook
+    for name, mod in unet.named_children():
+        subs = [(f'{name}.{i}', m) for i, m in enumerate(mod)] if isinstance(mod, nn.ModuleList) else [(name, mod)]
+        hooks += [m.register_forward_hook(record(n)) for n, m in subs]
+    try:
+        with torch.no_grad(): unet(x, t, class_labels)
+    finally:
+        for h in hooks: h.remove()
+    return rows
+
 # %% ../nbs/05_unet.ipynb #4d16f6ea
+def _cost_args(b:int, in_channels:int, sample_size:int, num_classes:int|None):
+    "A batch of `b` inputs for a UNet: latents, timesteps and (if conditional) class labels."
+    y = None if num_classes is None else torch.zeros(b, dtype=torch.long)
+    return torch.randn(b, in_channels, sample_size, sample_size), torch.full((b,), 10), y
+
 def unet_cost(preset:str, # a key of UNET_PRESETS
               sample_size:int=32, # latent side
               in_channels:int=4, # latent channels
               num_classes:int|None=7, # classes (None: unconditional)
               time_batch:int|None=None # if set, also time one CPU forward of this batch size (median of 3)
              ) -> dict:
-    "Parameters (millions), GFLOPs per latent of a forward and of a training step (forward + backward), optionally CPU ms per forward."
-    from torch.utils.flop_counter import FlopCounterMode
-    args = lambda b: (torch.randn(b, in_channels, sample_size, sample_size), torch.full((b,), 10), None if num_classes is None else torch.zeros(b, dtype=torch.long))
+    "Parameters (millions), GFLOPs per latent of a forward and of a training step, optionally CPU ms per forward."
+    args = lambda b: _cost_args(b, in_channels, sample_size, num_classes)
     with torch.device('meta'):
         u = build_unet(sample_size, in_channels, num_classes, preset=preset)
         with FlopCounterMode(display=False) as fc: u(*args(1))
         fwd = fc.get_total_flops()
-        with FlopCounterMode(display=False) as fc: u(*args(1)).sample.float().pow(2).mean().backward()
+        with FlopCounterMode(display=False) as fc:  # the backward pass of a step, counted without a step
+            torch.autograd.grad(u(*args(1)).sample.float().pow(2).mean(), list(u.parameters()))
         train = fc.get_total_flops()
     res = dict(preset=preset, params_M=round(sum(p.numel() for p in u.parameters()) / 1e6, 2),
                gflops=round(fwd / 1e9, 3), train_gflops=round(train / 1e9, 3))
@@ -98,12 +139,11 @@ ATTENTION_IMPLS = ('sdpa', 'eager')
 
 def speed_up(unet, # a diffusers model (`UNet2DModel`, also `VQModel`), changed in place
              channels_last:bool=False, # store weights (and so activations) as NHWC
-             attention:str='sdpa', # 'sdpa': PyTorch's fused scaled-dot-product attention (diffusers' default); 'eager': the written-out formula
+             attention:str='sdpa', # 'sdpa': PyTorch's fused attention; 'eager': the written-out formula
              compile:bool=False, # compile the forward with `torch.compile`, in place (the state dict keeps its names)
              **compile_kwargs # passed to `torch.compile`, e.g. mode='max-autotune'
             ):
     "Apply the fast-path switches to `unet` in place and return it; the function it computes does not change."
-    from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
     if attention not in ATTENTION_IMPLS: raise ValueError(f"attention={attention!r}: use one of {ATTENTION_IMPLS}")
     proc = AttnProcessor2_0 if attention == 'sdpa' else AttnProcessor
     for m in unet.modules():

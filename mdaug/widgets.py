@@ -6,15 +6,21 @@ Docs: https://mdaug.github.io/mdaug/widgets.html.md"""
 
 # %% ../nbs/10_widgets.ipynb #44dd9ebf
 from __future__ import annotations
-import io, threading, time
+import io, sys, threading, time
 from pathlib import Path
 
 import torch
+import ipywidgets as W
+from IPython.display import display
+from matplotlib.figure import Figure
 from PIL import Image
+from fastcore.basics import patch
 
-from .core import exists, default, labelled_grid, image_grid, tensor_to_image, get_profile, save_json
+from .core import exists, default, labelled_grid, image_grid, tensor_to_image, get_profile, folder_lock
 from .samplers import SAMPLERS
 from .schedules import make_alphas_cumprod, add_noise, snr
+from .pipeline import load_pipeline, check_sampling
+from .generate import claim_folder, next_seed, write_rows
 
 # %% auto #0
 __all__ = ['png_bytes', 'titled', 'WidgetView', 'Stopped', 'LiveSampler', 'schedule_plot', 'ScheduleExplorer', 'LatentExplorer']
@@ -30,14 +36,11 @@ def png_bytes(img:Image.Image, # a PIL image
 
 def titled(title:str, widget):
     "`widget` under a bold title."
-    import ipywidgets as W
     return W.VBox([W.HTML(f'<b>{title}</b>'), widget])
 
 class WidgetView:
     "Displays as its `widget`; on Colab it first turns on the widget manager that ipywidgets 8 needs there."
     def _ipython_display_(self):
-        import sys
-        from IPython.display import display
         if 'google.colab' in sys.modules:
             from google.colab import output
             output.enable_custom_widget_manager()
@@ -48,44 +51,17 @@ class Stopped(Exception):
     "Raised inside the sampler's callback when Stop was pressed."
 
 class LiveSampler(WidgetView):
-    "A widget that samples with the library's samplers and shows x_t and the predicted x_0 at every step (or every `every` steps)."
+    "A widget that samples with the library's samplers and shows x_t and the predicted x_0 at every (`every`) step."
     def __init__(self, pipe=None, # an `MDaugPipeline`, a model folder, or None: the shipped model
                  steps:int|None=None, # default sampler steps (None: the run profile's, at most 50)
-                 every:int=1, # decode a preview every this many steps (decoding costs as much as a step or two on a CPU)
+                 every:int=1, # decode a preview every this many steps (on a CPU decoding costs a step or two)
                  scale:int=2 # enlarge previews by this factor
                 ):
-        import ipywidgets as W
-        from mdaug.generate import load_pipeline
         self.pipe = load_pipeline(pipe)
         self.scale, self._thread, self._stop = scale, None, threading.Event()
         self.images, self.frames, self.settings, self.step = None, [], None, 0
-        names = self.pipe.classes or ['(unconditional)']
-        lay = W.Layout(width='220px')
-        self.sampler = W.Dropdown(options=[('DDPM', 'ddpm'), ('DDIM', 'ddim'), ('PLMS', 'plms'), ('DPM-Solver++(2M)', 'dpmpp_2m')], value='ddim', description='sampler', layout=lay)
-        self.steps = W.BoundedIntText(value=default(steps, min(get_profile().sample_steps, 50)), min=1, max=1000, description='steps', layout=lay)
-        self.eta = W.BoundedFloatText(value=0., min=0., max=1., step=0.1, description='eta', layout=lay)
-        self.guidance = W.BoundedFloatText(value=2., min=0., max=20., step=0.5, description='guidance', layout=lay)
-        self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description='seed', layout=lay)
-        self.klass = W.Dropdown(options=names, value=names[0], description='class', layout=lay, disabled=not self.pipe.classes)
-        self.n = W.BoundedIntText(value=2, min=1, max=16, description='images', layout=lay)
-        self.every = W.BoundedIntText(value=every, min=1, max=100, description='preview every', layout=lay, style={'description_width': 'initial'})
-        self.run_button = W.Button(description='Run', button_style='success', icon='play')
-        self.stop_button = W.Button(description='Stop', button_style='danger', icon='stop', disabled=True)
-        self.save_button = W.Button(description='Save', icon='save', disabled=True)
-        self.folder = W.Text(value='runs/live', description='save to', layout=W.Layout(width='300px'))
-        self.status, self.message = W.HTML('ready'), 'ready'
-        blank = png_bytes(Image.new('RGB', (self.pipe.image_size, self.pipe.image_size), 'white'))
-        self.x_t = W.Image(value=blank, format='png')
-        self.x0 = W.Image(value=blank, format='png')
-        self.grid = W.Image(value=blank, format='png')
-        self.run_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.save_button.on_click(lambda _: self.save())
-        self.widget = W.VBox([
-            W.HBox([W.VBox([self.sampler, self.steps, self.eta, self.guidance]), W.VBox([self.klass, self.n, self.seed, self.every])]),
-            W.HBox([self.run_button, self.stop_button, self.save_button, self.folder]), self.status,
-            W.HBox([titled('x_t (decoded)', self.x_t), titled('predicted x_0', self.x0), titled('result', self.grid)])])
-
+        self._controls(default(steps, min(get_profile().sample_steps, 50)), every)
+        self._views()
 
     @property
     def running(self) -> bool: return exists(self._thread) and self._thread.is_alive()
@@ -94,76 +70,131 @@ class LiveSampler(WidgetView):
         self.message = msg   # the status line as plain text
         self.status.value = f'<span style="color:#b00">{msg}</span>' if error else msg
 
-    def read_settings(self) -> dict:
-        "The sampling settings in the controls, checked (raises `ValueError` with what to change)."
-        from mdaug.generate import check_sampling
-        s = dict(sampler=self.sampler.value, steps=int(self.steps.value), eta=float(self.eta.value), guidance_scale=float(self.guidance.value),
-                 seed=int(self.seed.value), n=int(self.n.value), every=int(self.every.value), label=self.klass.value if self.pipe.classes else None)
-        check_sampling(s['sampler'], s['steps'], eta=s['eta'], count=s['n'])
-        if s['guidance_scale'] < 0: raise ValueError(f"guidance {s['guidance_scale']} must be at least 0 (1: no guidance)")
-        return s
+# %% ../nbs/10_widgets.ipynb #d97c9374
+@patch
+def _controls(self:LiveSampler, steps:int, every:int):
+    "The settings' controls: the sampler menu lists lesson 06's registry."
+    names, lay = self.pipe.classes or ['(unconditional)'], W.Layout(width='220px')
+    self.sampler = W.Dropdown(options=[(s.title, k) for k, s in SAMPLERS.items()], value='ddim', description='sampler',
+                              layout=lay)
+    self.steps = W.BoundedIntText(value=steps, min=1, max=1000, description='steps', layout=lay)
+    self.eta = W.BoundedFloatText(value=0., min=0., max=1., step=0.1, description='eta', layout=lay)
+    self.guidance = W.BoundedFloatText(value=2., min=0., max=20., step=0.5, description='guidance', layout=lay)
+    self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description='seed', layout=lay)
+    self.klass = W.Dropdown(options=names, value=names[0], description='class', layout=lay,
+                            disabled=not self.pipe.classes)
+    self.n = W.BoundedIntText(value=2, min=1, max=16, description='images', layout=lay)
+    self.every = W.BoundedIntText(value=every, min=1, max=100, description='preview every', layout=lay,
+                                  style={'description_width': 'initial'})
+    self.sampler.observe(lambda _: self._sync_eta(), names='value'); self._sync_eta()
 
-    def start(self, wait:bool=False # block until sampling ends (for scripts and tests)
-             ) -> bool:
-        "Start sampling in a worker thread, so the kernel keeps handling button clicks; False when refused."
-        if self.running: self._say('already sampling: press Stop first, or wait for this run to end', error=True); return False
-        try: s = self.read_settings()
-        except ValueError as e: self._say(f'not started: {e}', error=True); return False
-        self._stop.clear(); self.frames, self.images, self.step = [], None, 0   # a new run discards the last result
-        self.run_button.disabled, self.stop_button.disabled, self.save_button.disabled = True, False, True
-        self._thread = threading.Thread(target=self._work, args=(s,), daemon=True)
-        self._thread.start()
-        if wait: self._thread.join()
-        return True
+@patch
+def _sync_eta(self:LiveSampler):
+    "The eta box is live for a sampler whose registry entry has the option `eta`; for the others it is 0 and disabled."
+    takes = 'eta' in SAMPLERS[self.sampler.value].options
+    if not takes: self.eta.value = 0.
+    self.eta.disabled = not takes
 
-    def stop(self):
-        "Ask the running sampler to stop after its current step."
-        self._stop.set()
+@patch
+def _views(self:LiveSampler):
+    "The buttons, the status line and the three pictures, laid out under the controls."
+    self.run_button = W.Button(description='Run', button_style='success', icon='play')
+    self.stop_button = W.Button(description='Stop', button_style='danger', icon='stop', disabled=True)
+    self.save_button = W.Button(description='Save', icon='save', disabled=True)
+    self.folder = W.Text(value='runs/live', description='save to', layout=W.Layout(width='300px'))
+    self.status, self.message = W.HTML('ready'), 'ready'
+    blank = png_bytes(Image.new('RGB', (self.pipe.image_size, self.pipe.image_size), 'white'))
+    self.x_t, self.x0, self.grid = [W.Image(value=blank, format='png') for _ in range(3)]
+    self.run_button.on_click(lambda _: self.start())
+    self.stop_button.on_click(lambda _: self.stop())
+    self.save_button.on_click(lambda _: self.save())
+    settings = W.HBox([W.VBox([self.sampler, self.steps, self.eta, self.guidance]),
+                       W.VBox([self.klass, self.n, self.seed, self.every])])
+    buttons = W.HBox([self.run_button, self.stop_button, self.save_button, self.folder])
+    pictures = W.HBox([titled('x_t (decoded)', self.x_t), titled('predicted x_0', self.x0),
+                       titled('result', self.grid)])
+    self.widget = W.VBox([settings, buttons, self.status, pictures])
 
-    def _preview(self, z:torch.Tensor) -> Image.Image:
-        return image_grid(self.pipe.decode(z).cpu(), ncols=len(z))
+# %% ../nbs/10_widgets.ipynb #4eb4896a
+@patch
+def read_settings(self:LiveSampler) -> dict:
+    "The sampling settings in the controls, checked (raises `ValueError` with what to change)."
+    s = dict(sampler=self.sampler.value, steps=int(self.steps.value), eta=float(self.eta.value),
+             guidance_scale=float(self.guidance.value), seed=int(self.seed.value), n=int(self.n.value),
+             every=int(self.every.value), label=self.klass.value if self.pipe.classes else None)
+    check_sampling(s['sampler'], s['steps'], eta=s['eta'], count=s['n'])
+    if s['guidance_scale'] < 0: raise ValueError(f"guidance {s['guidance_scale']} must be at least 0 (1: no guidance)")
+    return s
 
-    def _work(self, s:dict):
-        t0, pipe = time.time(), self.pipe
-        def callback(d):
-            i = d['i'] + 1
-            if self._stop.is_set(): raise Stopped()
-            if i % s['every'] == 0 or i == s['steps']:
-                xt, x0 = self._preview(d['x']), self._preview(d['denoised'])
-                self.x_t.value, self.x0.value = png_bytes(xt, self.scale), png_bytes(x0, self.scale)
-                self.frames.append(x0)
-            self.step = i
-            self._say(f"step {i}/{s['steps']} · {time.time() - t0:.1f} s")
-        try:
-            labels = [s['label']] * s['n'] if exists(s['label']) else None
-            out = pipe(labels, batch_size=s['n'], num_inference_steps=s['steps'], guidance_scale=s['guidance_scale'], sampler=s['sampler'],
-                       eta=s['eta'], generator=torch.Generator().manual_seed(s['seed']), callback=callback, progress=False)
-            self.images, self.settings = out.images, s
-            self.grid.value = png_bytes(labelled_grid({s['label'] or 'samples': self.images}), self.scale)
-            self._say(f"done: {s['n']} image(s), {s['steps']} {s['sampler']} steps in {time.time() - t0:.1f} s")
-        except Stopped: self._say(f"stopped at step {self.step}/{s['steps']} after {time.time() - t0:.1f} s")
-        except Exception as e: self._say(f'failed: {type(e).__name__}: {e}', error=True)
-        finally:
-            self.run_button.disabled, self.stop_button.disabled = False, True
-            self.save_button.disabled = self.images is None
+@patch
+def start(self:LiveSampler, wait:bool=False # block until sampling ends (for scripts and tests)
+         ) -> bool:
+    "Start sampling in a worker thread, so the kernel keeps handling button clicks; False when refused."
+    if self.running:
+        self._say('already sampling: press Stop first, or wait for this run to end', error=True); return False
+    try: s = self.read_settings()
+    except ValueError as e: self._say(f'not started: {e}', error=True); return False
+    self._stop.clear(); self.frames, self.images, self.step = [], None, 0   # a new run discards the last result
+    self.run_button.disabled, self.stop_button.disabled, self.save_button.disabled = True, False, True
+    self._thread = threading.Thread(target=self._work, args=(s,), daemon=True)
+    self._thread.start()
+    if wait: self._thread.join()
+    return True
 
-    def save(self, out:str|None=None # the folder (default: the widget's "save to" field)
-            ) -> Path|None:
-        "Write the last finished images with their metadata rows, as `mdaug.generate.generate` does (and `regenerate` can redo)."
-        from mdaug.generate import claim_folder, next_seed, write_rows
-        from mdaug.core import folder_lock
-        if self.images is None: self._say('nothing to save yet: press Run first', error=True); return None
-        out, s = Path(default(out, self.folder.value)), self.settings
-        try:
-            with folder_lock(out, 'the live sampler'):
-                rows = claim_folder(out, 'generated', self.pipe)
-                next_seed(rows, s['seed'])
-                lab = self.pipe.label_ids([s['label']])[0] if exists(s['label']) else None
-                new = write_rows(self.pipe, out, rows, [lab] * s['n'], self.images, s['seed'], s['sampler'], s['steps'], s['eta'],
-                                 s['guidance_scale'])
-        except (ValueError, OSError) as e: self._say(f'not saved: {e}', error=True); return None
-        self._say(f'saved {len(new)} image(s) to {out} (metadata.csv)')
-        return out
+@patch
+def stop(self:LiveSampler):
+    "Ask the running sampler to stop after its current step."
+    self._stop.set()
+
+# %% ../nbs/10_widgets.ipynb #e3650dcd
+@patch
+def _preview(self:LiveSampler, z:torch.Tensor) -> Image.Image:
+    "The decoded batch `z` in one row."
+    return image_grid(self.pipe.decode(z).cpu(), ncols=len(z))
+
+@patch
+def _work(self:LiveSampler, s:dict):
+    "Sample with settings `s` (in the worker thread), previewing through the sampler's callback."
+    t0, pipe = time.time(), self.pipe
+    def callback(d):
+        i = d['i'] + 1
+        if self._stop.is_set(): raise Stopped()
+        if i % s['every'] == 0 or i == s['steps']:
+            xt, x0 = self._preview(d['x']), self._preview(d['denoised'])
+            self.x_t.value, self.x0.value = png_bytes(xt, self.scale), png_bytes(x0, self.scale)
+            self.frames.append(x0)
+        self.step = i
+        self._say(f"step {i}/{s['steps']} · {time.time() - t0:.1f} s")
+    try:
+        labels = [s['label']] * s['n'] if exists(s['label']) else None
+        out = pipe(labels, batch_size=s['n'], num_inference_steps=s['steps'], guidance_scale=s['guidance_scale'],
+                   sampler=s['sampler'], eta=s['eta'], generator=torch.Generator().manual_seed(s['seed']),
+                   callback=callback, progress=False)
+        self.images, self.settings = out.images, s
+        self.grid.value = png_bytes(labelled_grid({s['label'] or 'samples': self.images}), self.scale)
+        self._say(f"done: {s['n']} image(s), {s['steps']} {s['sampler']} steps in {time.time() - t0:.1f} s")
+    except Stopped: self._say(f"stopped at step {self.step}/{s['steps']} after {time.time() - t0:.1f} s")
+    except Exception as e: self._say(f'failed: {type(e).__name__}: {e}', error=True)
+    finally:
+        self.run_button.disabled, self.stop_button.disabled = False, True
+        self.save_button.disabled = self.images is None
+
+@patch
+def save(self:LiveSampler, out:str|None=None # the folder (default: the widget's "save to" field)
+        ) -> Path|None:
+    "Write the last finished images and their metadata rows, as `generate` does (so `regenerate` redoes them)."
+    if self.images is None: self._say('nothing to save yet: press Run first', error=True); return None
+    out, s = Path(default(out, self.folder.value)), self.settings
+    try:
+        with folder_lock(out, 'the live sampler'):
+            rows = claim_folder(out, 'generated', self.pipe)
+            next_seed(rows, s['seed'])
+            lab = self.pipe.label_ids([s['label']])[0] if exists(s['label']) else None
+            new = write_rows(self.pipe, out, rows, [lab] * s['n'], self.images, s['seed'], s['sampler'], s['steps'],
+                             s['eta'], s['guidance_scale'])
+    except (ValueError, OSError) as e: self._say(f'not saved: {e}', error=True); return None
+    self._say(f'saved {len(new)} image(s) to {out} (metadata.csv)')
+    return out
 
 # %% ../nbs/10_widgets.ipynb #378e534d
 def schedule_plot(alphas_cumprod:torch.Tensor, # (T,) alpha-bar
@@ -172,7 +203,6 @@ def schedule_plot(alphas_cumprod:torch.Tensor, # (T,) alpha-bar
                   size=(4.2, 2.6) # inches
                  ) -> Image.Image:
     "alpha-bar and log10 SNR against t, with `t` marked, as a PIL image (drawn off-screen)."
-    from matplotlib.figure import Figure
     ab = alphas_cumprod.double()
     fig = Figure(figsize=size, dpi=100); ax = fig.subplots(); ax2 = ax.twinx()
     ax.plot(ab, color='tab:blue'); ax.set_ylabel('ᾱ_t', color='tab:blue'); ax.set_xlabel('t'); ax.set_ylim(0, 1)
@@ -183,6 +213,7 @@ def schedule_plot(alphas_cumprod:torch.Tensor, # (T,) alpha-bar
     b = io.BytesIO(); fig.savefig(b, format='png'); b.seek(0)
     return Image.open(b).convert('RGB')
 
+# %% ../nbs/10_widgets.ipynb #11f87a4e
 class ScheduleExplorer(WidgetView):
     "A slider over t: one spectrogram noised at t in pixel space and in latent space (decoded), on its schedule's plot."
     def __init__(self, image:torch.Tensor, # a spectrogram `(C, H, W)` in [-1, 1], at the model's size
@@ -190,8 +221,6 @@ class ScheduleExplorer(WidgetView):
                  seed:int=0, # seed of the fixed noise
                  scale:int=2 # enlarge the images by this factor
                 ):
-        import ipywidgets as W
-        from mdaug.generate import load_pipeline
         self.pipe, self.scale = load_pipeline(pipe), scale
         self.x0 = image[None].float()
         with torch.no_grad(): self.z0 = self.pipe.vqvae.encode(self.x0).latents * self.pipe.vqvae.config.scaling_factor
@@ -199,14 +228,17 @@ class ScheduleExplorer(WidgetView):
         self.noise_x, self.noise_z = torch.randn(self.x0.shape, generator=g), torch.randn(self.z0.shape, generator=g)
         T = len(self.pipe.scheduler.alphas_cumprod)
         self.schedules = {"the model's (scaled_linear)": self.pipe.scheduler.alphas_cumprod.float(),
-                          'linear (DDPM)': make_alphas_cumprod('linear', T), 'cosine': make_alphas_cumprod('squaredcos_cap_v2', T),
+                          'linear (DDPM)': make_alphas_cumprod('linear', T),
+                          'cosine': make_alphas_cumprod('squaredcos_cap_v2', T),
                           'sigmoid': make_alphas_cumprod('sigmoid', T)}
         self.schedule = W.Dropdown(options=list(self.schedules), description='schedule', layout=W.Layout(width='320px'))
-        self.t = W.IntSlider(value=T // 4, min=0, max=T - 1, description='t', continuous_update=False, layout=W.Layout(width='520px'))
+        self.t = W.IntSlider(value=T // 4, min=0, max=T - 1, description='t', continuous_update=False,
+                             layout=W.Layout(width='520px'))
         self.pixel, self.latent, self.plot = W.Image(format='png'), W.Image(format='png'), W.Image(format='png')
         for w in (self.schedule, self.t): w.observe(lambda _: self.update(), names='value')
         self.widget = W.VBox([W.HBox([self.schedule, self.t]),
-                              W.HBox([titled('noised pixels', self.pixel), titled('noised latent, decoded', self.latent), titled('schedule', self.plot)])])
+                              W.HBox([titled('noised pixels', self.pixel),
+                                      titled('noised latent, decoded', self.latent), titled('schedule', self.plot)])])
         self.update()
 
 
@@ -217,7 +249,8 @@ class ScheduleExplorer(WidgetView):
         ac, tt = self.schedules[name], torch.tensor([t])
         xt = add_noise(self.x0, self.noise_x, tt, ac)
         zt = add_noise(self.z0, self.noise_z, tt, ac)
-        return dict(pixel=tensor_to_image(xt[0]), latent=tensor_to_image(self.pipe.decode(zt)[0]), plot=schedule_plot(ac, t, name))
+        return dict(pixel=tensor_to_image(xt[0]), latent=tensor_to_image(self.pipe.decode(zt)[0]),
+                    plot=schedule_plot(ac, t, name))
 
     def update(self):
         "Redraw for the slider's t and the chosen schedule."
@@ -234,21 +267,20 @@ class LatentExplorer(WidgetView):
                  steps:int|None=None, # DPM-Solver++ steps for the sample (None: 20, 4 under the ci profile)
                  scale:int=2 # enlarge the images by this factor
                 ):
-        import ipywidgets as W
-        from mdaug.generate import load_pipeline
         self.pipe, self.scale = load_pipeline(pipe), scale
         label = default(label, self.pipe.classes[0] if self.pipe.classes else None)
         steps = default(steps, 4 if get_profile().name == 'ci' else 20)
-        self.z = self.pipe(None if label is None else [label], num_inference_steps=steps, sampler='dpmpp_2m', output_type='latent',
-                           generator=torch.Generator().manual_seed(seed), progress=False).images
+        self.z = self.pipe(None if label is None else [label], num_inference_steps=steps, sampler='dpmpp_2m',
+                           output_type='latent', generator=torch.Generator().manual_seed(seed), progress=False).images
         C = self.z.shape[1]
         self.channel = W.Dropdown(options=list(range(C)), value=0, description='channel')
         self.gain = W.FloatSlider(value=1., min=-2., max=3., step=0.25, description='gain', continuous_update=False)
         self.shift = W.FloatSlider(value=0., min=-3., max=3., step=0.25, description='shift', continuous_update=False)
         self.original, self.edited, self.map = W.Image(format='png'), W.Image(format='png'), W.Image(format='png')
         for w in (self.channel, self.gain, self.shift): w.observe(lambda _: self.update(), names='value')
-        self.widget = W.VBox([W.HBox([self.channel, self.gain, self.shift]),
-                              W.HBox([titled('decoded sample', self.original), titled('channel edited, decoded', self.edited), titled('the channel', self.map)])])
+        views = [titled('decoded sample', self.original), titled('channel edited, decoded', self.edited),
+                 titled('the channel', self.map)]
+        self.widget = W.VBox([W.HBox([self.channel, self.gain, self.shift]), W.HBox(views)])
         self.original.value = png_bytes(tensor_to_image(self.pipe.decode(self.z)[0]), self.scale)
         self.update()
 

@@ -1,15 +1,17 @@
 "Classic augmentation as a tuned baseline: each op at its strength, recipes in the settings, `tune_classic`'s choice."
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import mdaug.evaluate as ev
-from mdaug.evaluate import (CLASSIC_DEFAULT, CLASSIC_GRID, CLASSIC_MAX, CLASSIC_OPS, ClassifierSettings, Images,
-                            classic_augment, classic_recipe, predict, recipe_label, shift_images, train_classifier,
-                            tune_classic)
+from mdaug.evaluate import (CLASSIC_DEFAULT, CLASSIC_GRID, CLASSIC_MAX, CLASSIC_OPS, ClassicAugCB, ClassifierSettings,
+                            Images, classic_augment, classic_recipe, predict, recipe_label, shift_images,
+                            train_classifier, tune_classic)
+from mdaug.learner import EvalCB
 
 
 def batch(n=6, k=3, side=16, seed=0):
@@ -86,7 +88,7 @@ def test_recipe_validation_is_one_clear_line():
         assert '\n' not in str(e.value)
     x, y = batch()
     with pytest.raises(ValueError, match="unknown classic augmentation 'bogus'"):
-        train_classifier(x, y.argmax(1), 3, steps=10, classic={'bogus': 1})
+        train_classifier(x, y.argmax(1), 3, ClassifierSettings(steps=10, classic={'bogus': 1}))
     assert classic_recipe(True) == CLASSIC_DEFAULT and classic_recipe(False) == {} == classic_recipe(None)
     assert list(classic_recipe({'noise': .1, 'time_roll': .2, 'mixup': 0})) == ['time_roll', 'noise']   # applied order
 
@@ -101,20 +103,67 @@ def test_settings_with_a_recipe_round_trip_through_json():
 
 def test_train_classifier_takes_bools_and_recipes():
     ims = lines('s1', 2)
-    fit = lambda **kw: predict(train_classifier(ims.x, ims.y, 4, steps=10, input_size=32, **kw), ims.x)
-    assert torch.equal(fit(classic={}), fit(classic=False))          # an empty recipe is no augmentation, bit for bit
-    assert not torch.equal(fit(classic=True), fit(classic=False))
-    mixed = fit(classic={'mixup': .4, 'noise': .05})                 # soft targets for the mixed batches
-    assert mixed.shape == (len(ims), 4) and torch.isfinite(mixed).all()
     s = ClassifierSettings(steps=10, input_size=32)
-    given = predict(train_classifier(ims.x, ims.y, 4, s, classic={'noise': .05}), ims.x)   # settings, then a recipe
-    assert torch.equal(fit(classic={'noise': .05}), given)
+    fit = lambda classic: predict(train_classifier(ims.x, ims.y, 4, replace(s, classic=classic)), ims.x)
+    assert torch.equal(fit({}), fit(False))                          # an empty recipe is no augmentation, bit for bit
+    assert not torch.equal(fit(True), fit(False))
+    mixed = fit({'mixup': .4, 'noise': .05})                         # soft targets for the mixed batches
+    assert mixed.shape == (len(ims), 4) and torch.isfinite(mixed).all()
+    with pytest.raises(TypeError): train_classifier(ims.x, ims.y, 4, steps=10)   # settings only through the dataclass
+
+
+# Computed with the hand-written loop that the `Learner` replaced (`train_classifier` of commit ade0fa8), seed 3: the
+# port draws the batch order and then each batch's augmentation from one generator, in the same order: nothing moved.
+OLD_LOOP = {  # recipe -> (probabilities of the first 4 images, sum of the state dict's floating-point entries)
+    'none': ([0.28977, 0.32126, 0.38897, 0.29227, 0.32129, 0.38643,
+              0.29134, 0.32128, 0.38738, 0.29216, 0.32129, 0.38655], 111.22767),
+    'default': ([0.32402, 0.25543, 0.42055, 0.32158, 0.26181, 0.41661,
+                 0.32412, 0.25201, 0.42386, 0.32298, 0.25889, 0.41812], 130.31931),
+    'mixup': ([0.30018, 0.2948, 0.40502, 0.30678, 0.29257, 0.40066,
+               0.30588, 0.29585, 0.39827, 0.31069, 0.29067, 0.39865], 98.25063)}
+
+
+def test_learner_port_repeats_the_old_loop():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(12, 3, 32, 32, generator=g) * 2 - 1, torch.arange(12) % 3
+    s = ClassifierSettings(steps=12, batch_size=5, input_size=16, width=4, n_features=16, seed=3, lr=3e-2)   # 5 of 12:
+    recipes = dict(none=False, default=True, mixup={'time_shift': .25, 'doppler_shift': .05, 'mixup': .2})  # carry-over
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        for name, r in recipes.items():
+            m = train_classifier(x, y, 3, replace(s, classic=r), device='cpu')
+            probs, total = OLD_LOOP[name]
+            assert torch.allclose(predict(m, x[:4]).flatten(), torch.tensor(probs), atol=2e-5), name
+            w = sum(v.double().sum().item() for v in m.state_dict().values() if v.is_floating_point())
+            assert abs(w - total) < 1e-3, (name, w, total)
+    finally: torch.set_num_threads(n)
+
+
+def test_callbacks_watch_without_changing_the_classifier():
+    ims = lines('s1', 2)
+    s = ClassifierSettings(steps=10, input_size=32, classic={'mixup': .3, 'noise': .05})
+    curve = EvalCB(3, lambda learn: dict(acc=float((predict(learn.model, ims.x).argmax(1) == ims.y).float().mean())))
+    a = train_classifier(ims.x, ims.y, 4, s, device='cpu', cbs=[curve])
+    b = train_classifier(ims.x, ims.y, 4, s, device='cpu')
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert [h['step'] for h in curve.history] == [3, 6, 9, 10] and not a.training
+    b.train(); predict(b, ims.x); assert b.training                   # predict leaves the mode it found
+
+
+def test_classic_aug_callback():
+    x, y = batch()
+    learn = SimpleNamespace(batch=(x, y.argmax(1)))   # what the Learner holds when `before_batch` runs
+    ClassicAugCB({'mixup': .4}, 3, torch.Generator().manual_seed(0)).before_batch(learn)
+    xa, ya = learn.batch
+    assert ya.shape == (len(x), 3) and torch.allclose(ya.sum(1), torch.ones(len(x))) and not torch.equal(xa, x)
+    learn.batch = (x, y.argmax(1)); ClassicAugCB({'noise': .05}, 3).before_batch(learn)
+    assert learn.batch[1].dtype == torch.long and not torch.equal(learn.batch[0], x)   # hard labels kept without mixup
 
 
 def test_tune_classic_keeps_no_augmentation_when_every_op_hurts():
     "The class is the Doppler row of a line: large Doppler shifts move it into the other classes' rows."
     train, val = lines('s1', seed=0), lines('s2', seed=1)
-    r = tune_classic(train, val, grid={'doppler_shift': (.4, .5)}, steps=60, input_size=32)
+    r = tune_classic(train, val, ClassifierSettings(steps=60, input_size=32), grid={'doppler_shift': (.4, .5)})
     assert r['baseline'] == 1.0, r                                    # the task itself is easy
     assert max(v for k, v in r['scores'].items() if k != 'none') < r['baseline'] - r['margin'], r   # every op hurts
     assert (r['recipe'], r['chosen']) == ({}, 'none'), r
@@ -125,8 +174,8 @@ def test_tune_classic_keeps_no_augmentation_when_every_op_hurts():
 def scripted(monkeypatch):
     "Replace training and scoring by a table label -> accuracy, so the choice itself is tested."
     table, asked = {}, []
-    def fake_train(x, y, n, settings, device=None, **kw):
-        asked.append(recipe_label(kw['classic'])); return kw['classic']
+    def fake_train(x, y, n, settings, **kw):
+        asked.append(recipe_label(settings.classic)); return settings.classic
     monkeypatch.setattr(ev, 'train_classifier', fake_train)
     monkeypatch.setattr(ev, 'accuracy', lambda recipe, ims: (table.get(recipe_label(recipe), .5), None))
     return table, asked
@@ -157,6 +206,6 @@ def test_tune_classic_refuses_bad_input(scripted):
     train = lines('s1', 1)
     for kw, msg in [(dict(val=train), 'other subjects'), (dict(val=lines('s2', 1), grid={'bogus': (1,)}), 'bogus'),
                     (dict(val=lines('s2', 1), grid={'noise': (0,)}), 'grid strength of noise must be above 0'),
-                    (dict(val=lines('s2', 1), grid={'noise': (3,)}), 'at most 1'),
-                    (dict(val=lines('s2', 1), stepz=3), 'unknown classifier setting')]:
+                    (dict(val=lines('s2', 1), grid={'noise': (3,)}), 'at most 1')]:
         with pytest.raises(ValueError, match=msg): tune_classic(train, **kw)
+    with pytest.raises(TypeError): tune_classic(train, lines('s2', 1), steps=3)   # settings only through the dataclass

@@ -78,7 +78,7 @@ def test_missing_input_is_a_clear_error(tmp_path):
 def test_train_commands_chain(tmp_path):
     "simulate -> prep -> train-vqvae -> train-ldm -> generate at the `ci` profile's size; each output loads with diffusers."
     from diffusers import UNet2DModel, VQModel
-    from mdaug.generate import MDaugPipeline
+    from mdaug.pipeline import MDaugPipeline
     sim, prep = tmp_path / "sim", tmp_path / "prep"
     run("simulate", "--out", sim, "--classes", "walk,drone,bird", "--n-subjects", 2, "--n-per-subject", 2,
         "--image-size", 32, "--no-progress")
@@ -156,3 +156,11 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     from mdaug.cli import COMMANDS
     assert seen == set(COMMANDS)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_every_command_has_help():
+    "Every subcommand's --help renders (a '%' in an option's comment once broke argparse's formatting)."
+    from mdaug.cli import build_parser, COMMANDS
+    for cmd in COMMANDS:
+        sub = build_parser(only=cmd)._subparsers._group_actions[0].choices[cmd]
+        assert sub.format_help().startswith('usage: mdaug ' + cmd), cmd

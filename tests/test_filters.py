@@ -4,9 +4,11 @@ import math, subprocess, sys
 import pytest
 import torch
 
-from mdaug.core import sample_data, save_json
-from mdaug.evaluate import (FEATURE_REASONS, combine, confidence_filter, feature_filter, feature_folds, load_images,
-                            merge_folds, real_band, sift_generated, split_by_subject, train_classifier)
+from mdaug.core import save_json
+from mdaug.data import sample_data
+from mdaug.evaluate import (FEATURE_REASONS, ClassifierSettings, combine, confidence_filter, feature_filter,
+                            feature_folds, load_images, merge_folds, real_band, sift_generated, split_by_subject,
+                            train_classifier)
 from mdaug.experiments import BenchSettings
 
 
@@ -16,7 +18,7 @@ def trained():
     real = load_images(sample_data(), 32, progress=False)
     tr, _ = split_by_subject(real, 1 / 3)
     train = real.subset(tr)
-    fit = lambda r: train_classifier(r.x, r.y, len(train.classes), steps=30, input_size=32)
+    fit = lambda r: train_classifier(r.x, r.y, len(train.classes), ClassifierSettings(steps=30, input_size=32))
     return train, fit(train), [(i, fit(train.subset(i))) for i in feature_folds(train)]
 
 

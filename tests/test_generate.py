@@ -6,9 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from mdaug.core import sample_data, save_json
+from mdaug.core import save_json
+from mdaug.data import sample_data
 from mdaug.data import SpectrogramDataset
-from mdaug.generate import (MDaugPipeline, load_pipeline, model_id, generate, regenerate, augment, read_rows, MARKER, JOURNAL)
+from mdaug.pipeline import MDaugPipeline, load_pipeline, model_id
+from mdaug.generate import generate, regenerate, augment, read_rows, MARKER, JOURNAL
 from mdaug.samplers import ddim_sample, dpmpp_2m_sample
 from test_train_fixtures import make_data, make_model
 

@@ -114,8 +114,8 @@ def test_wheel_in_fresh_venv():
         print(f"pip install of the wheel (and execnb, the notebook runner): {secs:.0f} s")
 
         hosted = work / "hosted"; hosted.mkdir()  # an empty folder: no data/, no nbs/, no repository
-        check = ("import mdaug, sys; from mdaug.samplers import ddim_sample; from mdaug.generate import load_pipeline; "
-                 "from mdaug.core import sample_data; p = load_pipeline(); d = sample_data(); "
+        check = ("import mdaug, sys; from mdaug.samplers import ddim_sample; from mdaug.pipeline import load_pipeline; "
+                 "from mdaug.data import sample_data; p = load_pipeline(); d = sample_data(); "
                  "print(mdaug.__file__, p._mdaug_path, d, sep='\\n'); "
                  f"assert not any(s.startswith({str(ROOT)!r}) for s in sys.path if s)")
         out, secs = run([str(py), "-c", check], hosted, env)
@@ -140,15 +140,15 @@ def test_wheel_in_fresh_venv():
 
 
 def test_sample_data_is_simulated_into_the_cache_without_a_clone(tmp_path, monkeypatch, capsys):
-    import mdaug.core as core
-    real = core.shipped
+    import mdaug.data as data
+    real = data.shipped
     def no_clone(name):
         if name == "sample": raise FileNotFoundError("no data/sample (as after a pip install)")
         return real(name)
-    monkeypatch.setattr(core, "shipped", no_clone)
+    monkeypatch.setattr(data, "shipped", no_clone)
     monkeypatch.setenv("MDAUG_CACHE", str(tmp_path / "cache"))
-    p = core.sample_data()
+    p = data.sample_data()
     assert p == tmp_path / "cache" / "sample" and "identical to the published sample set" in capsys.readouterr().out
-    assert core.folder_digests(p) == core.load_json(real("sample_sha256.json"))
-    assert core.sample_data() == p and "simulating" not in capsys.readouterr().out   # once only
+    assert data.folder_digests(p) == data.load_json(real("sample_sha256.json"))
+    assert data.sample_data() == p and "simulating" not in capsys.readouterr().out   # once only
     assert not [q for q in (tmp_path / "cache").iterdir() if q.name.startswith(".")]  # no half-written folder left

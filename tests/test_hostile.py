@@ -11,7 +11,8 @@ import torch
 
 from mdaug.cli import main
 from mdaug.core import lock_path, load_json
-from mdaug.generate import read_rows, append_rows, load_pipeline, NonFiniteError, MARKER, JOURNAL, augment_summary
+from mdaug.pipeline import load_pipeline, NonFiniteError
+from mdaug.generate import read_rows, append_rows, MARKER, JOURNAL, augment_summary
 from test_train_fixtures import make_data, make_model
 
 MDAUG = shutil.which("mdaug") or pytest.fail("the `mdaug` command is not installed: pip install -e '.[dev]'")

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mdaug.core import sample_data
-from mdaug.evaluate import _check_sets, load_images, quality, quality_lines, train_classifier
+from mdaug.data import sample_data
+from mdaug.evaluate import ClassifierSettings, _check_sets, load_images, quality, quality_lines, train_classifier
 
 FID_RATIO = 'FID(generated) <= 2x the real-vs-real floor'
 
@@ -33,7 +33,7 @@ def sets(one_thread):
         (tr if seen[key] % 2 else st).append(i)
     train, standin = real.subset(tr), real.subset(st)
     held = real.subset([i for i, s in enumerate(real.subjects) if s == last])
-    clf = train_classifier(train.x, train.y, len(real.classes), steps=60, input_size=32)
+    clf = train_classifier(train.x, train.y, len(real.classes), ClassifierSettings(steps=60, input_size=32))
     g = torch.Generator().manual_seed(0)
     blob = torch.randn(len(standin), 3, 4, 4, generator=g)
     blob = F.interpolate(blob, size=(32, 32), mode='bicubic', align_corners=False)

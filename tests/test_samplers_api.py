@@ -54,6 +54,29 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="1-D"): ddim_sample(model, x, ac[None], 3, disable=True)
 
 
+def test_registry_states_the_signatures():
+    "Four shared arguments by position, everything else by keyword; each registry entry lists exactly its own options."
+    import inspect
+    from mdaug.samplers import SAMPLERS, ddim_sample
+    shared = set()
+    for s in SAMPLERS.values():
+        ps = inspect.signature(s.fn).parameters
+        assert [k for k, p in ps.items() if p.kind == p.POSITIONAL_OR_KEYWORD] == ['model', 'x', 'alphas_cumprod', 'steps']
+        own = {k for k, p in ps.items() if p.kind == p.KEYWORD_ONLY} - set(s.options)
+        shared = shared or own
+        assert own == shared, s.name
+        assert s.steps == ps['steps'].default
+    model, x, ac = _setup()
+    with pytest.raises(TypeError, match="positional"): ddim_sample(model, x, ac, 3, 0.5, disable=True)
+    assert torch.equal(SAMPLERS['ddim'](model, x, ac, 3, disable=True), ddim_sample(model, x, ac, 3, disable=True))
+    cfg = dict(prediction_type='v_prediction', timestep_spacing='trailing', steps_offset=1, set_alpha_to_one=False)
+    assert SAMPLERS['ddim'].kwargs(cfg, eta=.5) == cfg | dict(eta=.5)
+    assert SAMPLERS['plms'].kwargs(cfg) == cfg
+    assert SAMPLERS['ddpm'].kwargs(cfg) == dict(prediction_type='v_prediction', timestep_spacing='trailing', steps_offset=1)
+    assert SAMPLERS['dpmpp_2m'].kwargs(cfg) == dict(prediction_type='v_prediction')
+    with pytest.raises(ValueError, match="has no option eta"): SAMPLERS['plms'].kwargs(cfg, eta=.5)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_with_cpu_schedule_and_generator():
     from mdaug.samplers import ddim_sample

@@ -22,8 +22,8 @@ def test_two_processes(tmp_path):
     fct.test_eq(len(st['param_sha256']), 2)
     fct.test_eq(st['param_sha256'][0], st['param_sha256'][1])          # both ranks hold the same weights
     names = {p.name for p in cks[0].iterdir()}
-    assert {'model.safetensors', 'ema.safetensors', 'random_states_0.pkl', 'random_states_1.pkl',
-            'noise_rng_0.safetensors', 'noise_rng_1.safetensors'} <= names, names
+    assert {'model.safetensors', 'callbacks.safetensors', 'random_states_0.pkl', 'random_states_1.pkl',
+            'callbacks_rank0.safetensors', 'callbacks_rank1.safetensors'} <= names, names
 
     logs = [json.loads(l) for l in (out/'log.jsonl').read_text().splitlines()]
     fct.test_eq([o['step'] for o in logs], [1, 2, 3])                    # one log, written once per step

@@ -36,7 +36,7 @@ def make_model(path, classes=('drone', 'run', 'walk'), image_size:int=32, channe
     import torch
     from mdaug.train import make_settings, make_scheduler
     from mdaug.unet import build_unet
-    from mdaug.generate import MDaugPipeline
+    from mdaug.pipeline import MDaugPipeline
     from diffusers import VQModel
     vq = VQModel.from_pretrained(make_vqvae(Path(path).parent/(Path(path).name + '_vq'), image_size, channels))
     torch.manual_seed(1)

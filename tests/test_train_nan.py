@@ -13,6 +13,7 @@ def test_nan_stops(tmp_path, monkeypatch):
         return l * float('nan') if len(calls) == 3 else l
     monkeypatch.setattr(T, 'diffusion_loss', poisoned)
     with pytest.raises(FloatingPointError, match='checkpoint-000002'):
-        T.train_ldm(data, vq, tmp_path/'run', profile='ci', steps=6, batch_size=4, checkpoint_every=2, sample_every=100, log_with='none', progress=False)
+        T.train_ldm(data, vq, tmp_path/'run', T.make_settings('ci', steps=6, batch_size=4, checkpoint_every=2, sample_every=100, log_with='none'),
+                    progress=False)
     fct.test_eq([p.name for p in T.list_checkpoints(tmp_path/'run')], ['checkpoint-000002'])
     assert not (tmp_path/'run'/'model').exists()

@@ -5,11 +5,12 @@ from test_train_fixtures import make_data, make_vqvae
 
 
 def test_options(tmp_path):
-    from mdaug.train import train_ldm
+    from mdaug.train import train_ldm, make_settings
     from diffusers import DDIMScheduler
     data, vq = make_data(tmp_path/'data'), make_vqvae(tmp_path/'vq')
-    m = train_ldm(data, vq, tmp_path/'run', profile='ci', steps=2, batch_size=4, grad_accum=2, encode_every_batch=True,
-                  prediction_type='v_prediction', mixed_precision='bf16', sample_steps=2, log_with='none', progress=False)
+    s = make_settings('ci', steps=2, batch_size=4, grad_accum=2, encode_every_batch=True, prediction_type='v_prediction',
+                      mixed_precision='bf16', sample_steps=2, log_with='none')
+    m = train_ldm(data, vq, tmp_path/'run', s, progress=False)
     logs = [json.loads(l) for l in (tmp_path/'run'/'log.jsonl').read_text().splitlines()]
     fct.test_eq([o['step'] for o in logs], [1, 2])
     assert not (tmp_path/'run'/'latents.safetensors').exists()       # nothing cached when encoding every batch

@@ -9,7 +9,8 @@ from PIL import Image
 
 from mdaug.cli import main
 from mdaug.data import SpectrogramDataset, split_dataset
-from mdaug.generate import generate, augment, regenerate, read_rows, load_pipeline
+from mdaug.pipeline import load_pipeline
+from mdaug.generate import generate, augment, regenerate, read_rows
 from test_train_fixtures import make_data, make_model
 
 
@@ -39,7 +40,8 @@ def test_variations_of_each_image_regenerate_bit_for_bit(model, real, tmp_path, 
 
 def test_low_strength_stays_near_its_source():
     "With the shipped model: at strength 0.2 each variation is nearest its own source, and nearer than at strength 1."
-    from mdaug.core import sample_data, image_to_tensor
+    from mdaug.core import image_to_tensor
+    from mdaug.data import sample_data
     pipe = load_pipeline(device='cpu')
     files = [sorted((sample_data()/c).glob('*.png'))[0] for c in ('walk', 'drone', 'box', 'jump')]
     x = torch.stack([image_to_tensor(Image.open(f), pipe.channels) for f in files])

@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mdaug.core import sample_data, image_to_tensor
-from mdaug.generate import load_pipeline
+from mdaug.core import image_to_tensor
+from mdaug.data import sample_data
+from mdaug.pipeline import load_pipeline
 from mdaug.widgets import LiveSampler, ScheduleExplorer, LatentExplorer
 
 
