@@ -13,10 +13,7 @@ import torch
 from PIL import Image
 from .core import (get_profile, PROFILES, add_fn_args, save_json, load_json, image_to_tensor, folder_lock,
                         atomic_write)
-from .evaluate import nearest
-from .generate import read_rows, augment, augmented_grid, class_counts
-from .pipeline import check_sampling, load_pipeline, model_id
-from .simulate import simulate_dataset
+
 
 # %% auto #0
 __all__ = ['COMMANDS', 'SKIP', 'USER_ERRORS', 'demo', 'build_parser', 'main']
@@ -24,6 +21,8 @@ __all__ = ['COMMANDS', 'SKIP', 'USER_ERRORS', 'demo', 'build_parser', 'main']
 # %% ../nbs/11_cli.ipynb #00c12273
 def _nearest_check(aug:Path, channels:int) -> dict:
     "Per class: share of generated images whose nearest real image (RMS) is of the same class, and median distances."
+    from mdaug.evaluate import nearest   # stages load when they run: `mdaug <command>` starts in a second or two
+    from mdaug.generate import read_rows
     rows = read_rows(aug)
     load = lambda rs: torch.stack([image_to_tensor(Image.open(aug/r['file']), channels) for r in rs])
     real, gen = [r for r in rows if r['generated'] == '0'], [r for r in rows if r['generated'] == '1']
@@ -86,6 +85,7 @@ def demo(out:str='runs/demo', # output folder (running the demo again adds nothi
          progress:bool=True # show progress bars
         ) -> Path:
     "Simulate sample data, generate each class with the shipped model, write an augmented dataset, a grid and a report."
+    from mdaug.pipeline import check_sampling   # loaded when the demo runs, as each command's module is
     t0, p, out = time.time(), get_profile(profile), Path(out)
     ci = p.name == 'ci'
     per_class = per_class if per_class is not None else (1 if ci else 8)
@@ -96,6 +96,9 @@ def demo(out:str='runs/demo', # output folder (running the demo again adds nothi
 
 def _demo(out, model, per_class, steps, sampler, guidance_scale, p, seed, progress, t0):
     "The demo's work, in the folder `demo` owns."
+    from mdaug.generate import augment, augmented_grid, read_rows, class_counts
+    from mdaug.pipeline import load_pipeline, model_id
+    from mdaug.simulate import simulate_dataset
     if out.exists() and any(out.iterdir()) and not (out/'demo.json').is_file():
         raise FileExistsError(f"{out} holds other files: choose a new folder for the demo (e.g. --out runs/demo)")
     out.mkdir(parents=True, exist_ok=True)

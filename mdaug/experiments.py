@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import matplotlib.pyplot as plt
+from fastcore.basics import patch
 from scipy import stats
 
 from .core import (exists, default, default_device, get_profile, save_json, load_json, atomic_write, atomic_dir,
@@ -154,47 +156,51 @@ class BenchSettings:
     split_seed:int=0            # seed of the folds, inner splits, nested subsets and classifiers (1000 x it + i)
     profile:str='cpu'           # run profile of the stages' training presets: 'ci', 'cpu' or 'gpu'
 
-    def validate(self):
-        if not self.sizes or any(int(k) < 1 for k in self.sizes):
-            raise ValueError(f"sizes must be positive image counts per class, got {self.sizes}")
-        if list(self.sizes) != sorted(set(self.sizes)):
-            raise ValueError(f"sizes must increase with no repeats (they are nested subsets), got {self.sizes}")
-        for k in ('folds',): check_number(k, getattr(self, k), 2, integer=True, hint='cross-validation needs two folds')
-        check_number('seeds', self.seeds, 1, integer=True)
-        check_number('image_size', self.image_size, 16, integer=True, hint='the classifiers halve the side four times')
-        if not 0 < self.val_pct < 1: raise ValueError(f"val_pct must be in (0, 1), got {self.val_pct}")
-        if self.channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if self.profile not in PROFILES: raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {self.profile!r}")
-        if self.first_stage not in ('shipped', 'train'):
-            raise ValueError(f"first_stage must be 'shipped' or 'train', got {self.first_stage!r}")
-        if self.first_stage == 'shipped' and (self.channels != 3 or self.image_size % 4):
-            raise ValueError(f"the shipped VQ-VAE takes 3-channel images with a side divisible by 4 (got channels="
-                             f"{self.channels}, image_size={self.image_size}): use channels=3 and such a size, or "
-                             f"first_stage='train'")
-        for name, v, known in (('vq_preset', self.vq_preset, PRESETS), ('unet_preset', self.unet_preset, UNET_PRESETS),
-                               ('classic_grid', self.classic_grid, CLASSIC_GRIDS)):
-            if v not in known: raise ValueError(f"unknown {name} {v!r}: choose one of {sorted(known)}")
-        num = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
-        if not self.ratios or any(not (num(r) and r > 0) for r in self.ratios):
-            raise ValueError(f"ratios must be positive numbers of generated images per real image, got {self.ratios}")
-        if not self.sift_thresholds or any(not (num(t) and 0 <= t < 1) for t in self.sift_thresholds):
-            raise ValueError(f"sift_thresholds must be in [0, 1), got {self.sift_thresholds}")
-        for k in ('filter_low', 'filter_high'):
-            check_number(k, getattr(self, k), 0, 1, hint='a quantile of the real band; 0 and 1 turn a cut off')
-        if self.filter_low >= self.filter_high:
-            raise ValueError(f"filter_low must be below filter_high, got {self.filter_low:g} and {self.filter_high:g}")
-        if not isinstance(self.filter_other_class, bool):
-            raise ValueError(f"filter_other_class must be true or false, got {self.filter_other_class!r}")
-        for k in ('vq_steps', 'ldm_steps'): check_number(k, getattr(self, k), 1, integer=True)
-        for k in ('clf_steps', 'ref_steps'):
-            check_number(k, getattr(self, k), 10, integer=True, hint='a fifth of them is warm-up')
-        check_number('guidance_scale', self.guidance_scale, 0)
-        check_sampling(self.sampler, self.sample_steps, count=self.gen_per_class(max(self.sizes)))
-        return self
+# %% ../nbs/12_experiments.ipynb #8a648de5
+@patch
+def validate(self:BenchSettings):
+    "Raise one clear line for a setting that cannot work; returns the settings."
+    if not self.sizes or any(int(k) < 1 for k in self.sizes):
+        raise ValueError(f"sizes must be positive image counts per class, got {self.sizes}")
+    if list(self.sizes) != sorted(set(self.sizes)):
+        raise ValueError(f"sizes must increase with no repeats (they are nested subsets), got {self.sizes}")
+    for k in ('folds',): check_number(k, getattr(self, k), 2, integer=True, hint='cross-validation needs two folds')
+    check_number('seeds', self.seeds, 1, integer=True)
+    check_number('image_size', self.image_size, 16, integer=True, hint='the classifiers halve the side four times')
+    if not 0 < self.val_pct < 1: raise ValueError(f"val_pct must be in (0, 1), got {self.val_pct}")
+    if self.channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+    if self.profile not in PROFILES: raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {self.profile!r}")
+    if self.first_stage not in ('shipped', 'train'):
+        raise ValueError(f"first_stage must be 'shipped' or 'train', got {self.first_stage!r}")
+    if self.first_stage == 'shipped' and (self.channels != 3 or self.image_size % 4):
+        raise ValueError(f"the shipped VQ-VAE takes 3-channel images with a side divisible by 4 (got channels="
+                         f"{self.channels}, image_size={self.image_size}): use channels=3 and such a size, or "
+                         f"first_stage='train'")
+    for name, v, known in (('vq_preset', self.vq_preset, PRESETS), ('unet_preset', self.unet_preset, UNET_PRESETS),
+                           ('classic_grid', self.classic_grid, CLASSIC_GRIDS)):
+        if v not in known: raise ValueError(f"unknown {name} {v!r}: choose one of {sorted(known)}")
+    num = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
+    if not self.ratios or any(not (num(r) and r > 0) for r in self.ratios):
+        raise ValueError(f"ratios must be positive numbers of generated images per real image, got {self.ratios}")
+    if not self.sift_thresholds or any(not (num(t) and 0 <= t < 1) for t in self.sift_thresholds):
+        raise ValueError(f"sift_thresholds must be in [0, 1), got {self.sift_thresholds}")
+    for k in ('filter_low', 'filter_high'):
+        check_number(k, getattr(self, k), 0, 1, hint='a quantile of the real band; 0 and 1 turn a cut off')
+    if self.filter_low >= self.filter_high:
+        raise ValueError(f"filter_low must be below filter_high, got {self.filter_low:g} and {self.filter_high:g}")
+    if not isinstance(self.filter_other_class, bool):
+        raise ValueError(f"filter_other_class must be true or false, got {self.filter_other_class!r}")
+    for k in ('vq_steps', 'ldm_steps'): check_number(k, getattr(self, k), 1, integer=True)
+    for k in ('clf_steps', 'ref_steps'):
+        check_number(k, getattr(self, k), 10, integer=True, hint='a fifth of them is warm-up')
+    check_number('guidance_scale', self.guidance_scale, 0)
+    check_sampling(self.sampler, self.sample_steps, count=self.gen_per_class(max(self.sizes)))
+    return self
 
-    def gen_per_class(self, k:int) -> int: # real images per class
-        "Generated images per class at size `k`: enough for the largest ratio."
-        return max(1, math.ceil(max(self.ratios) * k))
+@patch
+def gen_per_class(self:BenchSettings, k:int) -> int: # real images per class
+    "Generated images per class at size `k`: enough for the largest ratio."
+    return max(1, math.ceil(max(self.ratios) * k))
 
 # %% ../nbs/12_experiments.ipynb #e1f608b5
 BENCH_PRESETS = {
@@ -581,6 +587,7 @@ def _top_lines(summary:dict, s:dict) -> list:
                   f"originals: {per}.", ""]
     return lines
 
+# %% ../nbs/12_experiments.ipynb #aec057ec
 def _choice_lines(summary:dict, s:dict) -> list:
     "What each fold and size chose on its validation subjects."
     lines = ["## Chosen on validation (never on test)", "",
@@ -656,7 +663,6 @@ def bench_report(summary:dict, state:dict) -> str:
 # %% ../nbs/12_experiments.ipynb #e0a1b2g6
 def plot_accuracy(summary:dict, title:str=''): # from `summarise`; a title
     "Test accuracy against real images per class, one line per arm: mean over folds with its 95% interval."
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
     for j, (arm, v) in enumerate(summary['accuracy'].items()):
         ks = [int(k) for k in v if v[k]]
@@ -677,7 +683,6 @@ def plot_accuracy(summary:dict, title:str=''): # from `summarise`; a title
 
 def _bench_pictures(out:Path, state:dict, summary:dict, allx:Images, get):
     "accuracy.png, confusion.png (smallest size, summed over folds and seeds), memorisation.png (fold 0), samples.png."
-    import matplotlib.pyplot as plt
     s, arms, plan = state['settings'], state['done']['arms'], state['done']['plan']['folds']
     k0 = min(s['sizes'])
     def put(fig, name):

@@ -99,7 +99,7 @@ def test_two_writers_and_a_killed_one(model, tmp_path):
     "Finding 3: two generate runs into one folder both exited 0 and kept 18 of 24 images. Now the second is refused while the "
     "first lives; a run killed with kill -9 leaves a stale lock that the next run takes over, with nothing lost."
     g = tmp_path/'G'
-    args = ['generate', model, '--out', g, '--steps', 20, '--per-class', 40, '--batch-size', 4, '--no-progress']
+    args = ['generate', model, '--out', g, '--steps', 20, '--per-class', 400, '--batch-size', 4, '--no-progress']  # more than it can finish
     first = _start(args, g)
     r = subprocess.run([MDAUG, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 2 and 'is in use by mdaug generate' in r.stderr and 'Traceback' not in r.stderr, r.stderr
