@@ -169,7 +169,8 @@ def validate(self:BenchSettings):
     check_number('image_size', self.image_size, 16, integer=True, hint='the classifiers halve the side four times')
     if not 0 < self.val_pct < 1: raise ValueError(f"val_pct must be in (0, 1), got {self.val_pct}")
     if self.channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-    if self.profile not in PROFILES: raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {self.profile!r}")
+    if self.profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {self.profile!r}")
     if self.first_stage not in ('shipped', 'train'):
         raise ValueError(f"first_stage must be 'shipped' or 'train', got {self.first_stage!r}")
     if self.first_stage == 'shipped' and (self.channels != 3 or self.image_size % 4):
@@ -415,7 +416,8 @@ def _check_pool(data, s:BenchSettings):
 def cli_parser() -> argparse.ArgumentParser:
     "The parser of `mdaug benchmark`: the data, the run folder, a preset, and one `--option` per `BenchSettings` field."
     p = argparse.ArgumentParser(prog='mdaug benchmark', description=benchmark.__doc__)
-    p.add_argument('data', help="a class-folder dataset (subjects in metadata.csv, user folders or `<subject>_<n>.png`)")
+    p.add_argument('data', help="a class-folder dataset (subjects in metadata.csv, user folders or "
+                                "`<subject>_<n>.png`)")
     p.add_argument('--out', default='runs/benchmark', help="the run folder; run the same command again to resume")
     p.add_argument('--preset', help="'ci', 'quick' (a first look), 'cpu' or 'gpu' (default: the run profile's name)")
     p.add_argument('--device', help="'cuda', 'mps' or 'cpu' (default: the best available)")
@@ -565,7 +567,8 @@ def _iv(v:dict|None, scale:float=100., sign:bool=False, clip:bool=False) -> str:
 def _top_lines(summary:dict, s:dict) -> list:
     "The report's opening: the data, the folds, and the two warnings that matter most."
     lines = ["# mdaug benchmark: which recipe helps a classifier?", "",
-             f"Data `{s['data']}` at {s['image_size']} px, profile `{s.get('profile', 'cpu')}`: {summary['folds']} subject-wise "
+             f"Data `{s['data']}` at {s['image_size']} px, profile `{s.get('profile', 'cpu')}`: "
+             f"{summary['folds']} subject-wise "
              f"folds (every subject in one test fold), {s['seeds']} classifier seed(s) per arm and fold, "
              f"{s['clf_steps']} steps each. Each fold and size has its own diffusion model, trained on that size's "
              f"real images only (each fold's training subjects are another fold's test subjects, so none is shared).",
