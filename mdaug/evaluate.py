@@ -781,7 +781,7 @@ def evaluate(real:str, # held-out real images (class folders), or all real image
                     image_size=size, classifier_steps=classifier_steps, k=k, kid_subsets=kid_subsets,
                     inception=inception, seed=seed)
     cs = ClassifierSettings(steps=classifier_steps, input_size=min(48, size), seed=seed).validate()
-    claim_run(out, settings, 'evaluation', marker='evaluate.json', dry=True)   # refuse another run's folder before any work
+    claim_run(out, settings, 'evaluation', marker='evaluate.json', dry=True)   # refuse another run's folder first
     device = default_device(device)
     with folder_lock(out, what='mdaug evaluate'):
         # small copies at the classifier's side in memory; full-size pixels stay on disk, read in batches where needed
