@@ -30,14 +30,15 @@ from .vqvae import vq_forward, psnr, ssim
 
 # %% auto #0
 __all__ = ['CLASSIC_OPS', 'CLASSIC_MAX', 'CLASSIC_DEFAULT', 'CLASSIC_GRID', 'FID_TARGET', 'KID_TARGET', 'CLASS_TARGET',
-           'FEATURE_REASONS', 'Images', 'shrink', 'load_images', 'split_by_subject', 'SpecCNN', 'save_classifier',
-           'load_classifier', 'classic_recipe', 'shift_images', 'classic_augment', 'ClassifierSettings', 'ClassicAugCB',
-           'train_classifier', 'predict', 'features', 'confusion', 'accuracy', 'plot_confusions', 'recipe_label',
-           'tune_classic', 'frechet_distance', 'mmd2', 'kid', 'knn_radii', 'prdc', 'nearest', 'nearest_streamed',
-           'memorisation', 'plot_memorisation', 'closest_pairs', 'vq_ceiling', 'match_counts', 'pool_draws', 'pca_axes',
-           'percentile_ci', 'bootstrap_distances', 'quality', 'quality_lines', 'inception_fid', 'evaluate',
-           'real_to_real', 'real_band', 'feature_filter', 'confidence_filter', 'combine', 'feature_folds',
-           'merge_folds', 'cross_feature_filter', 'plot_feature_filter', 'sift_generated']
+           'FEATURE_REASONS', 'ARCH_KEYS', 'Images', 'shrink', 'load_images', 'split_by_subject', 'SpecCNN',
+           'save_classifier', 'load_classifier', 'classic_recipe', 'shift_images', 'classic_augment',
+           'ClassifierSettings', 'ClassicAugCB', 'train_classifier', 'predict', 'features', 'confusion', 'accuracy',
+           'plot_confusions', 'recipe_label', 'tune_classic', 'frechet_distance', 'mmd2', 'kid', 'knn_radii', 'prdc',
+           'nearest', 'nearest_streamed', 'memorisation', 'plot_memorisation', 'closest_pairs', 'vq_ceiling',
+           'match_counts', 'pool_draws', 'pca_axes', 'percentile_ci', 'bootstrap_distances', 'quality', 'quality_lines',
+           'inception_fid', 'evaluate', 'real_to_real', 'real_band', 'feature_filter', 'confidence_filter', 'combine',
+           'feature_folds', 'merge_folds', 'cross_feature_filter', 'plot_feature_filter', 'sift_generated',
+           'pretrain_classifier']
 
 # %% ../nbs/09_evaluate.ipynb #1b3a13f9
 @dataclass
@@ -242,6 +243,7 @@ class ClassifierSettings:
     input_size:int=48       # `SpecCNN` input side
     classic:bool|dict=False # `classic_augment` each batch: False none, True `CLASSIC_DEFAULT`, else op -> strength
     seed:int=0              # weights, batch order and augmentation draws
+    body_lr:float=1.        # the body's learning rate as a multiple of `lr` (0 freezes its weights): for fine-tuning
 
     def validate(self):
         if self.steps < 10: raise ValueError("classifier steps must be at least 10 (the one-cycle schedule warms up "
@@ -249,6 +251,7 @@ class ClassifierSettings:
         for k in ('batch_size', 'width', 'n_features', 'input_size'):
             if getattr(self, k) < 1: raise ValueError(f"classifier {k} must be at least 1, got {getattr(self, k)}")
         if not self.lr > 0: raise ValueError(f"classifier lr must be positive, got {self.lr}")
+        check_number('classifier body_lr', self.body_lr, 0, hint="a multiple of lr: 1 trains the body like the head")
         classic_recipe(self.classic)
         return self
 
@@ -278,6 +281,7 @@ def train_classifier(x:torch.Tensor, # training images `(N, C, H, W)` in [-1, 1]
                      n_classes:int, # classes
                      settings:ClassifierSettings|None=None, # the recipe (default: `ClassifierSettings()`)
                      *,
+                     init=None, # start the body from a trained `SpecCNN`, its state dict or its folder; None: scratch
                      device=None, # where to train (default: the best available)
                      progress:bool=False, # show a progress bar
                      cbs=() # more callbacks for the `Learner`, e.g. an `EvalCB`
@@ -286,11 +290,17 @@ def train_classifier(x:torch.Tensor, # training images `(N, C, H, W)` in [-1, 1]
     s = default(settings, ClassifierSettings()).validate()
     if len(x) != len(y) or not len(x):
         raise ValueError(f"need as many labels as images (and at least one): got {len(x)} images, {len(y)} labels")
+    pre = _pretrained(init) if exists(init) else None   # before the seed: reading a folder builds a model
     device = default_device(device)
     torch.manual_seed(s.seed); g = torch.Generator().manual_seed(s.seed)   # g: the batch order, then each batch's draws
-    m = SpecCNN(n_classes, x.shape[1], s.width, s.n_features, s.input_size).to(device)
-    opt = torch.optim.AdamW(m.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=s.steps, pct_start=0.2)
+    m = SpecCNN(n_classes, x.shape[1], s.width, s.n_features, s.input_size)
+    if exists(pre): _load_body(m, *pre)   # the body pretrained; the head stays new, seeded as from scratch
+    m, lrs = m.to(device), [s.lr * s.body_lr, s.lr]
+    groups = m.parameters() if s.body_lr == 1 else [dict(params=m.body.parameters(), lr=lrs[0]),
+                                                    dict(params=m.head.parameters())]
+    opt = torch.optim.AdamW(groups, lr=s.lr, weight_decay=s.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr if s.body_lr == 1 else lrs, total_steps=s.steps,
+                                                pct_start=0.2)
     loss = lambda model, b: F.cross_entropy(model(b[0]), b[1])   # class indices, or soft targets after mixup
     cbs = [DeviceCB(device), ClassicAugCB(s.classic, n_classes, g), ProgressCB('classifier', progress), *cbs]
     Learner(m, _batches(x, y, s.batch_size, g), loss, opt, sched, s.steps, cbs=cbs).fit()
@@ -1000,3 +1010,51 @@ def sift_generated(clf:SpecCNN, # a classifier trained on `real` only: classifie
     conf = confidence_filter(predict(clf, gen.x), gen.y, threshold)
     feat = cross_feature_filter(folds or [], gen, real, low=low, high=high, other_class=other_class)
     return combine(classifier=conf, features=feat)
+
+# %% ../nbs/09_evaluate.ipynb #1291c959
+ARCH_KEYS = ('channels', 'width', 'n_features', 'input_size')   # what a pretrained body shares with its new classifier
+
+def _arch_of(sd:dict) -> dict:
+    "channels, width and n_features of a `SpecCNN` state dict (the input side leaves no trace in the weights)."
+    w = sd.get('body.0.weight')
+    lin = [v for k, v in sd.items() if k.startswith('body.') and k.endswith('.weight') and v.ndim == 2]
+    if w is None or w.ndim != 4 or len(lin) != 1:
+        raise ValueError("init is not a SpecCNN's state dict (it has no body.0.weight or no feature layer): pass a "
+                         "trained SpecCNN, its state_dict() or a folder written by save_classifier")
+    return dict(channels=w.shape[1], width=w.shape[0], n_features=lin[0].shape[0])
+
+def _pretrained(init # a trained `SpecCNN`, its state dict, or a folder from `save_classifier` / `pretrain_classifier`
+               ) -> tuple[dict, dict]:
+    "The state dict of `init` and its architecture (`ARCH_KEYS`; a bare state dict does not know its input side)."
+    if isinstance(init, (str, Path)): init = load_classifier(init)
+    if isinstance(init, SpecCNN): return init.state_dict(), {k: init.config[k] for k in ARCH_KEYS}
+    if isinstance(init, dict): return init, _arch_of(init)
+    raise ValueError("init must be a trained SpecCNN, its state_dict() or a folder written by save_classifier, "
+                     f"got {type(init).__name__}")
+
+def _load_body(m:SpecCNN, # the new classifier: its head is kept
+               sd:dict, # the pretrained state dict (from `_pretrained`)
+               have:dict # its architecture
+              ) -> SpecCNN:
+    "Copy the body (convolutions, batch-norm statistics, feature layer) into `m`; one line when the two do not fit."
+    diff = [k for k in have if have[k] != m.config[k]]
+    if diff:
+        show = lambda a: ', '.join(f'{k} {a[k]}' for k in have)
+        fix = [f"load the images with channels={have['channels']}"] if 'channels' in diff else []
+        if set(diff) - {'channels'}:
+            fix.append(f"train with {', '.join(f'{k}={have[k]}' for k in diff if k != 'channels')} in "
+                       "ClassifierSettings")
+        raise ValueError(f"the pretrained classifier ({show(have)}) does not fit the one these settings and images "
+                         f"make ({show(m.config)}): {' and '.join(fix)}")
+    m.body.load_state_dict({k[len('body.'):]: v for k, v in sd.items() if k.startswith('body.')})
+    return m
+
+def pretrain_classifier(pool:Images, # labelled images to pretrain on, e.g. simulated spectrograms of other classes
+                        out, # a folder: the classifier is saved there, and loaded from there when it matches
+                        settings:ClassifierSettings|None=None, # the recipe (default: `ClassifierSettings()`)
+                        *,
+                        device=None, # where to train (default: the best available)
+                        progress:bool=False # show a progress bar
+                       ) -> SpecCNN:
+    "A classifier of `pool` kept in `out` (safetensors + config.json with its classes): trained once, loaded after."
+    return _reference(Path(out), pool, default(settings, ClassifierSettings()).validate(), device, progress)

@@ -6,7 +6,8 @@ Docs: https://mdaug.github.io/mdaug/experiments.html.md"""
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2c8
 from __future__ import annotations
-import argparse, contextlib, math, os, random, shutil, time
+import argparse, contextlib, csv, math, os, random, shutil, time
+from collections import Counter
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
@@ -19,22 +20,24 @@ from scipy import stats
 from .core import (exists, default, default_device, get_profile, save_json, load_json, atomic_write, atomic_dir,
                         labelled_grid, check_number, check_memory, folder_lock, shipped, claim_run, SettingsChanged,
                         check_fields, add_settings_args, settings_args, PROFILES)
+from .simulate import simulate_dataset, SCENES
 from .data import prepare, get_dataloaders, SpectrogramDataset
 from .vqvae import train_vqvae, make_config, PRESETS
 from .unet import UNET_PRESETS
-from .train import train_ldm, load_vqvae, make_settings
+from .train import train_ldm, load_vqvae, make_settings, prior_vqvae, find_prior
 from .learner import list_checkpoints
 from .pipeline import load_pipeline, model_id, check_sampling
-from .generate import claim_folder, class_counts, write_batches, next_seed
+from .generate import claim_folder, class_counts, write_batches, next_seed, variation_jobs
 from .evaluate import (Images, load_images, split_by_subject, ClassifierSettings, train_classifier, accuracy,
                             vq_ceiling, quality, quality_lines, memorisation, plot_memorisation,
                             plot_confusions, sift_generated, feature_folds, match_counts, tune_classic, CLASSIC_GRID,
-                            _reference)
+                            _reference, pretrain_classifier)
 
 # %% auto #0
-__all__ = ['BENCH_PRESETS', 'CLASSIC_GRIDS', 'ARMS', 'subjects_known', 'subject_folds', 'max_folds', 'nested_subsets',
-           'fold_plan', 'fold_interval', 'BenchSettings', 'bench_settings', 'ceiling_verdict', 'choose_generated',
-           'benchmark', 'cli_parser', 'from_args', 'summarise', 'bench_report', 'plot_accuracy', 'fit']
+__all__ = ['BENCH_PRESETS', 'CLASSIC_GRIDS', 'SOURCES', 'ARMS', 'BASES', 'TSTR', 'GEN_DIRS', 'subjects_known', 'subject_folds',
+           'max_folds', 'nested_subsets', 'fold_plan', 'fold_interval', 'BenchSettings', 'bench_settings',
+           'ceiling_verdict', 'choose_generated', 'benchmark', 'cli_parser', 'from_args', 'summarise', 'bench_report',
+           'plot_accuracy', 'fit']
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2d3
 def subjects_known(ims:Images) -> bool:
@@ -130,7 +133,7 @@ def fold_interval(v) -> dict: # one value per fold
 # %% ../nbs/12_experiments.ipynb #e0a1b2e5
 @dataclass
 class BenchSettings:
-    "What the augmentation benchmark runs: folds, sizes, seeds, the first stage, and the models' budgets."
+    "What the augmentation benchmark runs: folds, sizes, seeds, the first stage, the generators and the prior."
     sizes:tuple[int, ...]=(5, 10, 20) # real training images per class (nested subsets of each fold's training subjects)
     folds:int=3                 # subject-wise test folds (fewer where a class has fewer subjects)
     seeds:int=2                 # classifier seeds per arm and fold
@@ -140,13 +143,22 @@ class BenchSettings:
     first_stage:str='shipped'   # 'shipped': the VQ-VAE trained on simulated data only, shared by all folds; 'train'
     vq_preset:str='cpu'         # first_stage='train': `mdaug.vqvae.PRESETS` key of each fold's VQ-VAE
     vq_steps:int=1200           # first_stage='train': its training steps (on the fold's largest subset)
-    unet_preset:str='cpu'       # `mdaug.unet.UNET_PRESETS` key of each fold's and size's diffusion model
-    ldm_steps:int=1000          # diffusion training steps per fold and size
+    unet_preset:str='cpu'       # `mdaug.unet.UNET_PRESETS` key of the diffusion models (per fold and size; prior)
+    ldm_steps:int=1000          # diffusion training steps per fold and size, from scratch
     ratios:tuple[float, ...]=(1, 3) # generated images per real image to choose from on validation
     sift_thresholds:tuple[float, ...]=(0., 0.8) # classifier-sift confidences to choose from (0: no sift)
     sampler:str='dpmpp_2m'      # sampler of the generated images
     sample_steps:int=20         # its steps
     guidance_scale:float=2.     # classifier-free guidance
+    variations:float=0.4        # strength of the variations arms (how far each real image is noised); 0: no such arms
+    prior:str='heldout'         # 'heldout': trained here on simulated classes the data lacks; 'all', 'none', a folder
+    prior_scene:str='easy'      # the prior's simulated pool: its scene (lesson 01: 'easy' or 'hard')
+    prior_subjects:int=8        # the prior's simulated pool: subjects per class
+    prior_per_subject:int=10    # the prior's simulated pool: spectrograms per subject
+    prior_seed:int=101          # the prior's simulated pool: its seed (checked to share no sample with the data)
+    prior_steps:int=3000        # diffusion training steps of the prior (once per benchmark)
+    finetune_steps:int=200      # fine-tuning steps from the prior per fold and size (a fifth of ldm_steps or fewer)
+    clf_pretrain_steps:int=1000 # steps of the classifier pretrained on the prior's pool (the baseline to beat)
     filter_low:float=0.05       # feature filter: drop near copies, nearer a real one than this quantile of the band
     filter_high:float=0.95      # feature filter: drop outliers, farther than this quantile (0 and 1 turn a cut off)
     filter_other_class:bool=True # feature filter: drop images whose nearest real image is of another class
@@ -196,23 +208,53 @@ def validate(self:BenchSettings):
         check_number(k, getattr(self, k), 10, integer=True, hint='a fifth of them is warm-up')
     check_number('guidance_scale', self.guidance_scale, 0)
     check_sampling(self.sampler, self.sample_steps, count=self.gen_per_class(max(self.sizes)))
-    return self
+    return self._check_generators()
 
 @patch
 def gen_per_class(self:BenchSettings, k:int) -> int: # real images per class
     "Generated images per class at size `k`: enough for the largest ratio."
     return max(1, math.ceil(max(self.ratios) * k))
 
+# %% ../nbs/12_experiments.ipynb #c1d2e3f4
+@patch
+def _check_generators(self:BenchSettings):
+    "The variations' and the prior's settings (part of `validate`)."
+    if not (isinstance(self.variations, (int, float)) and 0 <= self.variations < 1):
+        raise ValueError(f"variations must be a strength in [0, 1) (0: no variations arms; at 1 a variation is plain "
+                         f"generation), got {self.variations}")
+    if self.prior not in ('heldout', 'all', 'none'):
+        m = Path(self.prior)/'mdaug.json'
+        if not m.is_file():
+            raise ValueError(f"prior must be 'heldout', 'all', 'none' or a model folder (holding mdaug.json), got "
+                             f"{self.prior!r}")
+        if load_json(m).get('image_size') != self.image_size:
+            raise ValueError(f"the prior {self.prior} makes {load_json(m).get('image_size')} px images and this "
+                             f"benchmark runs at image_size={self.image_size}: use one size for both")
+    elif self.prior != 'none' and (self.channels != 3 or self.image_size % 4):
+        raise ValueError(f"the prior is trained on the shipped VQ-VAE's latents (3 channels, a side divisible by 4), "
+                         f"got channels={self.channels}, image_size={self.image_size}: change them, or prior='none'")
+    for k in ('prior_subjects', 'prior_per_subject', 'prior_steps', 'finetune_steps'):
+        check_number(k, getattr(self, k), 1, integer=True)
+    check_number('prior_seed', self.prior_seed, 0, 2**32 - 1, integer=True)
+    if self.prior_scene not in SCENES:
+        raise ValueError(f"unknown prior_scene {self.prior_scene!r}: choose one of {sorted(SCENES)}")
+    check_number('clf_pretrain_steps', self.clf_pretrain_steps, 10, integer=True, hint='a fifth of them is warm-up')
+    return self
+
 # %% ../nbs/12_experiments.ipynb #e1f608b5
 BENCH_PRESETS = {
     'ci':    BenchSettings(sizes=(1, 2), folds=2, seeds=1, image_size=32, val_pct=0.5, vq_preset='ci', vq_steps=4,
                            unet_preset='ci', ldm_steps=4, ratios=(1, 2), sift_thresholds=(0., 0.5), sample_steps=2,
-                           classic_grid='small', clf_steps=10, ref_steps=10, profile='ci'),
+                           variations=0.5, prior_subjects=2, prior_per_subject=2, prior_steps=4, finetune_steps=2,
+                           clf_pretrain_steps=10, classic_grid='small', clf_steps=10, ref_steps=10, profile='ci'),
     'quick': BenchSettings(sizes=(10,), folds=3, seeds=1, unet_preset='ci', ldm_steps=800, sample_steps=10,
+                           prior_subjects=6, prior_steps=2000, finetune_steps=160, clf_pretrain_steps=600,
                            classic_grid='small', clf_steps=300, ref_steps=600),
     'cpu':   BenchSettings(),
     'gpu':   BenchSettings(sizes=(5, 10, 20, 50), folds=5, seeds=3, image_size=128, unet_preset='gpu', ldm_steps=10000,
-                           ratios=(1, 3, 10), sample_steps=50, clf_steps=1500, ref_steps=3000, profile='gpu'),
+                           ratios=(1, 3, 10), sample_steps=50, prior_subjects=20, prior_per_subject=20,
+                           prior_steps=30000, finetune_steps=2000, clf_pretrain_steps=3000, clf_steps=1500,
+                           ref_steps=3000, profile='gpu'),
 }
 
 def bench_settings(preset:str|None=None, # 'ci', 'quick' (a first look), 'cpu' or 'gpu'; None: the run profile's name
@@ -231,13 +273,25 @@ def bench_settings(preset:str|None=None, # 'ci', 'quick' (a first look), 'cpu' o
 CLASSIC_GRIDS = dict(default=CLASSIC_GRID,
                      small=dict(time_shift=(.25,), doppler_shift=(.02,), time_mask=(.15,), noise=(.05,)))
 
-ARMS = {  # name -> (real images, generated images: None, 'all' or 'tuned', classic recipe)
-    'real':                         (True,  None,    False),
-    'real + classic':               (True,  None,    True),
-    'real + gen':                   (True,  'all',   False),
-    'real + gen (tuned)':           (True,  'tuned', False),
-    'real + gen (tuned) + classic': (True,  'tuned', True),
-    'gen only (TSTR)':              (False, 'all',   False),
+SOURCES = {  # where generated images come from, in the order ties are broken
+    'gen':   "a diffusion model trained from scratch on the size's real images",
+    'var':   "variations of each real image by that model (noised to `variations`, then denoised)",
+    'prior': "the prior pretrained on simulated spectrograms, fine-tuned on the size's real images",
+}
+
+ARMS = {  # name -> (real images, generated source ('best': chosen on validation), which, classic, sim-pretrained clf)
+    'real':                      (True,  None,    None,    False, False),
+    'real + classic':            (True,  None,    None,    True,  False),
+    'sim-pretrained':            (True,  None,    None,    False, True),
+    'sim-pretrained + classic':  (True,  None,    None,    True,  True),
+    'real + gen':                (True,  'gen',   'all',   False, False),
+    'real + gen (tuned)':        (True,  'gen',   'tuned', False, False),
+    'real + variations (tuned)': (True,  'var',   'tuned', False, False),
+    'real + prior gen (tuned)':  (True,  'prior', 'tuned', False, False),
+    'best generative + classic': (True,  'best',  'tuned', True,  False),
+    'gen only (TSTR)':           (False, 'gen',   'all',   False, False),
+    'variations only (TSTR)':    (False, 'var',   'all',   False, False),
+    'prior gen only (TSTR)':     (False, 'prior', 'all',   False, False),
 }
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2e8
@@ -258,21 +312,40 @@ def _write_subset(prep:Path, files:list, classes:list, out:Path):
             except OSError: shutil.copyfile(prep/f, d/f)
         save_json({c: i for i, c in enumerate(classes)}, d/'classes.json')
 
+def _shipped_vq(out:Path, s:BenchSettings) -> Path:
+    "The shipped VQ-VAE, copied once into the run with a `vq_config.json` naming the benchmark's size."
+    d = out/'vq'/'shipped'
+    if not (d/'vq_config.json').is_file():
+        with atomic_dir(d) as t:
+            shutil.copytree(shipped('model')/'vqvae', t, dirs_exist_ok=True)
+            save_json(dict(image_size=s.image_size, channels=3, source='the shipped VQ-VAE (data/model/vqvae), '
+                           'trained on simulated spectrograms only'), t/'vq_config.json')
+    return d
+
 def _first_stage(out:Path, s:BenchSettings, f:int, prof:str, progress:bool) -> Path:
-    "The VQ-VAE folder of fold `f`: the shipped one (copied once, with the benchmark's size), or the fold's own."
-    if s.first_stage == 'shipped':
-        d = out/'vq'/'shipped'
-        if not (d/'vq_config.json').is_file():
-            with atomic_dir(d) as t:
-                shutil.copytree(shipped('model')/'vqvae', t, dirs_exist_ok=True)
-                save_json(dict(image_size=s.image_size, channels=3, source='the shipped VQ-VAE (data/model/vqvae), '
-                               'trained on simulated spectrograms only'), t/'vq_config.json')
-        return d
+    "The VQ-VAE folder of fold `f`: the shipped one, or the fold's own (trained on its largest subset)."
+    if s.first_stage == 'shipped': return _shipped_vq(out, s)
     run, big = out/'vq'/f'fold{f}', max(s.sizes)
     if not (run/'best'/'config.json').is_file():
         train_vqvae(out/'subsets'/f'f{f}_{big:03d}', run, make_config(prof, s.vq_preset, steps=s.vq_steps,
                     image_size=s.image_size, channels=s.channels, lpips_weight=0.), resume=True, progress=progress)
     return run/'best'
+
+def _first_stages(state:dict, save, out:Path, s:BenchSettings, prep:Path, allx:Images, get, reference, device,
+                  progress:bool):
+    "Per fold: its subsets on disk, its reference classifier, and the first stage's ceiling, before any generator."
+    done = state['done']
+    for f, fp in enumerate(done['plan']['folds']):
+        for n, names in fp['subsets'].items():
+            d = out/'subsets'/f'f{f}_{int(n):03d}'
+            if not d.is_dir(): _write_subset(prep, names, allx.classes, d)
+        with _timed(state, 'reference classifiers', save): ref = reference(f, fp)
+        if f'ceiling/{f}' not in done:
+            with _timed(state, 'first stage', save): vq = _first_stage(out, s, f, s.profile, progress)
+            test = get(fp['test'])
+            done[f'ceiling/{f}'] = vq_ceiling(load_vqvae(vq)[0].to(device), ref, test)
+            done[f'reference/{f}'] = dict(accuracy=accuracy(ref, test)[0], n_train=len(fp['train']), n_test=len(test))
+            save()
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2f0
 def ceiling_verdict(ratio:float, # accuracy on reconstructions / accuracy on originals
@@ -290,32 +363,105 @@ def ceiling_verdict(ratio:float, # accuracy on reconstructions / accuracy on ori
     return (f"**generated data cannot help until the first stage keeps the classes apart** (ceiling {ratio:.2f}, "
             f"below 0.9): {fix}")
 
+# %% ../nbs/12_experiments.ipynb #c1d2e3f6
+def _pool_classes(classes:list, prior:str, scene:str) -> list:
+    "The simulated classes of the prior's pool: every class of `scene`, less the data's own for 'heldout'."
+    sim = SCENES[scene]['classes']
+    pool = [c for c in sim if prior == 'all' or c not in classes]
+    if len(pool) < 2:
+        raise ValueError(f"the data has the {scene} scene's classes {sorted(set(classes) & set(sim))}, so fewer than "
+                         f"two are left to pretrain a held-out prior on: use another prior_scene, prior='all', a model "
+                         f"folder or 'none'")
+    return pool
+
+def _sim_seeds(folder:Path) -> set:
+    "The per-sample seeds of a simulated dataset's metadata.csv (empty for data that was not simulated)."
+    m = Path(folder)/'metadata.csv'
+    if not m.is_file(): return set()
+    with open(m, newline='', encoding='utf-8-sig') as fh:
+        return {(r.get('class'), r['seed']) for r in csv.DictReader(fh) if r.get('seed')}
+
+def _pool(data, out:Path, s:BenchSettings, classes:list, progress:bool) -> dict:
+    "Simulate the prior's pool (seed `prior_seed`) and check that it shares no sample with the data."
+    pool_classes = _pool_classes(classes, s.prior, s.prior_scene)
+    simulate_dataset(out/'prior'/'pool', pool_classes, s.prior_subjects, s.prior_per_subject, s.image_size,
+                     seed=s.prior_seed, scene=s.prior_scene, progress=progress)
+    mine, theirs = _sim_seeds(data), _sim_seeds(out/'prior'/'pool')
+    if mine & theirs:
+        raise ValueError(f"the prior's simulated pool shares {len(mine & theirs)} sample(s) with the data (the data "
+                         f"was simulated with seed {s.prior_seed}?): choose another prior_seed")
+    return dict(classes=pool_classes, images=len(theirs), seed=s.prior_seed, scene=s.prior_scene, checked=bool(mine),
+                held_out=[c for c in classes if c not in pool_classes])
+
+def _prior_stage(data, out:Path, s:BenchSettings, state:dict, save, classes:list, cs:ClassifierSettings, device,
+                 progress:bool) -> tuple:
+    "The prior's model folder and the classifier pretrained on its pool (None for what this run has not)."
+    if s.prior == 'none': return None, None
+    if s.prior not in ('heldout', 'all'): return Path(s.prior), None   # a user's prior: no pool to pretrain on
+    d, done = out/'prior', state['done']
+    with _timed(state, 'prior', save):
+        if 'prior_pool' not in done: done['prior_pool'] = _pool(data, out, s, classes, progress); save()
+        run = d/'ldm'
+        if not (run/'model'/'mdaug.json').is_file():
+            settings = make_settings(s.profile, steps=s.prior_steps, unet_preset=s.unet_preset,
+                                     sample_every=s.prior_steps, log_with='none')
+            train_ldm(d/'pool', _shipped_vq(out, s), run, settings, resume='latest' if list_checkpoints(run) else None,
+                      progress=progress)
+        pool = load_images(d/'pool', image_size=s.image_size, channels=s.channels, progress=False)
+        pre = pretrain_classifier(pool, d/'classifier', replace(cs, steps=s.clf_pretrain_steps), device=device,
+                                  progress=progress)
+    return run/'model', pre
+
 # %% ../nbs/12_experiments.ipynb #e0a1b2f3
-def _fill_generated(model:Path, out:Path, per_class:int, s:BenchSettings, device, progress:bool):
-    "Generate into `out` until every class holds `per_class` images (resumes a folder a killed run left)."
+def _ldm(run:Path, sub:Path, vq:Path, s:BenchSettings, steps:int, k:int, n_classes:int, init:Path|None,
+         progress:bool) -> Path:
+    "A diffusion model trained on the subset `sub` (from scratch, or fine-tuned from the prior `init`); resumes."
+    if not (run/'model'/'mdaug.json').is_file():
+        bs = min(get_profile(s.profile).batch_size, k * n_classes)   # a small subset is one batch
+        arch = dict(unet_preset=s.unet_preset) if init is None else dict(init=str(init))   # a prior brings its own
+        settings = make_settings(s.profile, steps=steps, batch_size=bs, sample_every=steps, log_with='none', **arch)
+        train_ldm(sub, vq, run, settings, resume='latest' if list_checkpoints(run) else None, progress=progress)
+    return run/'model'
+
+def _missing_variations(pipe, rows:list, source:Path, per_image:int) -> tuple[list, list]:
+    "The variations of each image in `source` that `rows` does not hold yet: (class indices, sources)."
+    jobs, sources = variation_jobs(pipe, source, per_image)
+    have, seen, left = Counter(r.get('source') for r in rows), Counter(), []
+    for j, src in zip(jobs, sources):
+        seen[str(src[0])] += 1
+        if seen[str(src[0])] > have[str(src[0])]: left.append((j, src))
+    return [j for j, _ in left], [src for _, src in left]
+
+def _fill(model:Path, out:Path, s:BenchSettings, k:int, classes:list, device, progress:bool,
+          source:Path|None=None) -> Images:
+    "Generate into `out` until each class holds enough images (or each `source` image its variations); resumes."
     pipe = load_pipeline(model, device)
     with folder_lock(out, what='mdaug benchmark'):
         rows = claim_folder(out, 'generated', pipe)
-        have = class_counts(rows)
-        jobs = [i for i, c in enumerate(pipe.classes) for _ in range(per_class - sum(have.get(c, (0, 0))))]
+        if source is None:
+            have = class_counts(rows)
+            jobs, srcs = [i for i, c in enumerate(pipe.classes)
+                          for _ in range(s.gen_per_class(k) - sum(have.get(c, (0, 0))))], None
+        else: jobs, srcs = _missing_variations(pipe, rows, source, math.ceil(max(s.ratios)))
         if jobs:
             write_batches(pipe, out, rows, jobs, next_seed(rows), s.sampler, s.sample_steps, 0., s.guidance_scale, 32,
-                          None, progress)
+                          None, progress, srcs, s.variations if srcs else 1.)
         save_json({c: i for i, c in enumerate(pipe.classes)}, out/'classes.json')
+    return load_images(out, channels=s.channels, classes=classes, progress=False)
 
-def _generator(out:Path, s:BenchSettings, f:int, k:int, vq:Path, prof:str, device, progress:bool,
-               classes:list) -> Images:
-    "Fold `f`'s diffusion model of size `k` (trained on that subset only) and its generated images."
-    run = out/'ldm'/f'f{f}_{k:03d}'
-    if not (run/'model'/'mdaug.json').is_file():
-        bs = min(get_profile(prof).batch_size, k * len(classes))   # a small subset is one batch
-        settings = make_settings(prof, steps=s.ldm_steps, batch_size=bs, unet_preset=s.unet_preset,
-                                 sample_every=s.ldm_steps, log_with='none')
-        train_ldm(out/'subsets'/f'f{f}_{k:03d}', vq, run, settings, resume='latest' if list_checkpoints(run) else None,
-                  progress=progress)
-    gdir = out/'generated'/f'f{f}_{k:03d}'
-    _fill_generated(run/'model', gdir, s.gen_per_class(k), s, device, progress)
-    return load_images(gdir, channels=s.channels, classes=classes, progress=False)
+def _generators(out:Path, s:BenchSettings, f:int, k:int, prior:Path|None, device, progress:bool,
+                classes:list) -> dict:
+    "Fold `f`'s generated images at size `k`, by source (`SOURCES`), each made from that subset only."
+    sub, name = out/'subsets'/f'f{f}_{k:03d}', f'f{f}_{k:03d}'
+    model = _ldm(out/'ldm'/name, sub, _first_stage(out, s, f, s.profile, False), s, s.ldm_steps, k, len(classes),
+                 None, progress)
+    gens = dict(gen=_fill(model, out/'generated'/name, s, k, classes, device, progress))
+    if s.variations > 0: gens['var'] = _fill(model, out/'variations'/name, s, k, classes, device, progress, sub)
+    if exists(prior):
+        tuned = _ldm(out/'ldm_prior'/name, sub, prior_vqvae(prior), s, s.finetune_steps, k, len(classes), prior,
+                     progress)
+        gens['prior'] = _fill(tuned, out/'prior_gen'/name, s, k, classes, device, progress)
+    return gens
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2f5
 def _draw(gen:Images, kept:list, per_class:int, seed:int) -> Images:
@@ -331,7 +477,7 @@ def _cat(*parts) -> tuple:
 
 def choose_generated(S:Images, # the size's real images
                      V:Images, # the validation subjects' images
-                     gen:Images, # the size's generated images
+                     gen:Images, # the size's generated images (of one source)
                      s:BenchSettings, # the benchmark's settings
                      cs:ClassifierSettings, # the classifier recipe
                      device=None
@@ -354,30 +500,47 @@ def choose_generated(S:Images, # the size's real images
     return dict(scores=scores, ratio=best[1], threshold=best[2], val_accuracy=best[0],
                 kept={t: v['kept'] for t, v in sifts.items()}, filters={t: v['counts'] for t, v in sifts.items()})
 
+def _choices(S:Images, V:Images, gens:dict, s:BenchSettings, cs:ClassifierSettings, device) -> dict:
+    "The classic recipe, each source's (ratio, threshold), and the best source: all chosen on validation."
+    c = dict(classic=tune_classic(S, V, cs, grid=CLASSIC_GRIDS[s.classic_grid], device=device))
+    for src, gen in gens.items():   # variations are near their sources by design: no near-copy cut for them
+        c[src] = choose_generated(S, V, gen, replace(s, filter_low=0.) if src == 'var' else s, cs, device)
+    c['best'] = max(gens, key=lambda src: c[src]['val_accuracy'])   # the first best, in the order of SOURCES
+    return c
+
 # %% ../nbs/12_experiments.ipynb #e0a1b2f7
-def _arm_data(arm:str, S:Images, gen:Images, choice:dict, seed:int) -> tuple:
+def _arm_on(arm:str, gens:dict, pre) -> bool:
+    "Whether this run has what `arm` needs (its generated source, the pretrained classifier)."
+    src, init = ARMS[arm][1], ARMS[arm][4]
+    return (src is None or src == 'best' or src in gens) and (not init or pre is not None)
+
+def _arm_data(arm:str, S:Images, gens:dict, choice:dict, seed:int) -> tuple:
     "The training images and labels of `arm`, and its classic recipe (False or a dict)."
-    use_real, which, classic = ARMS[arm]
-    k = round(len(S) / len(S.classes))
-    c = choice['gen']
-    g = (None if which is None else gen if which == 'all' else
-         _draw(gen, c['kept'][str(c['threshold'])], max(1, round(c['ratio'] * k)), seed))
+    use_real, src, which, classic, _ = ARMS[arm]
+    src = choice['best'] if src == 'best' else src
+    k, g = round(len(S) / len(S.classes)), None
+    if src is not None:
+        c = choice[src]
+        g = gens[src] if which == 'all' else _draw(gens[src], c['kept'][str(c['threshold'])],
+                                                   max(1, round(c['ratio'] * k)), seed)
     x, y = _cat(S if use_real else None, g)
     return x, y, (choice['classic']['recipe'] if classic else False)
 
-def _run_arms(state:dict, save, f:int, k:int, S:Images, gen:Images, test:Images, s:BenchSettings, cs, device, progress):
+def _run_arms(state:dict, save, f:int, k:int, S:Images, gens:dict, test:Images, s:BenchSettings, cs, pre, device,
+              progress:bool):
     "Every arm and seed of fold `f` at size `k` not yet in `state` (saved one by one)."
     arms = state['done'].setdefault('arms', {})
     for seed in range(s.seeds):
         for arm in ARMS:
             key = f'{f}/{k}/{arm}/{seed}'
             if key in arms: continue
-            x, y, classic = _arm_data(arm, S, gen, state['done']['choices'][f'{f}/{k}'], cs.seed + seed)
+            if not _arm_on(arm, gens, pre): arms[key] = dict(accuracy=None, n_train=0, off=True); save(); continue
+            x, y, classic = _arm_data(arm, S, gens, state['done']['choices'][f'{f}/{k}'], cs.seed + seed)
             with _timed(state, 'classifiers', save):
                 if x is None: arms[key] = dict(accuracy=None, n_train=0)
                 else:
                     clf = train_classifier(x, y, len(S.classes), replace(cs, seed=cs.seed + seed, classic=classic),
-                                           device=device, progress=progress)
+                                           init=pre if ARMS[arm][4] else None, device=device, progress=progress)
                     acc, cm = accuracy(clf, test)
                     arms[key] = dict(accuracy=acc, confusion=cm.tolist(), n_train=len(x))
             save()
@@ -396,10 +559,10 @@ def benchmark(data:str, # a class-folder dataset (subjects in metadata.csv, user
         raise FileNotFoundError(f"{data} is not a folder: pass a folder of class folders of spectrograms")
     _check_pool(data, s)
     settings = dict(asdict(s), sizes=list(s.sizes), ratios=list(s.ratios), sift_thresholds=list(s.sift_thresholds),
-                    data=str(Path(data).resolve()), version=2)
+                    data=str(Path(data).resolve()), version=3)
     out, t0 = Path(out), time.time()
-    if (out/'benchmark.json').is_file() and (load_json(out/'benchmark.json').get('settings') or {}).get('version') != 2:
-        raise ValueError(f"{out} holds a benchmark of an earlier mdaug (one test split, no folds): choose a new folder")
+    if (out/'benchmark.json').is_file() and (load_json(out/'benchmark.json').get('settings') or {}).get('version') != 3:
+        raise ValueError(f"{out} holds a benchmark of an earlier mdaug (other arms or no folds): choose a new folder")
     claim_run(out, settings, 'benchmark', marker='benchmark.json', dry=True)   # refuse before any work
     with folder_lock(out, what='mdaug benchmark'): return _bench_run(data, out, s, settings, device, progress, t0)
 
@@ -448,12 +611,29 @@ def _prepare(data, out:Path, s:BenchSettings, state:dict, save, progress:bool) -
     return prep, allx
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2g0
+def _fold_size(state:dict, save, f:int, k:int, fp:dict, get, out:Path, s:BenchSettings, prior, pre, ref, cs, device,
+               progress:bool, classes:list):
+    "Fold `f` at size `k`: the generators, the choices on validation, the quality of each source, and the arms."
+    done = state['done']
+    S, V, test = get(fp['subsets'][str(k)]), get(fp['val']), get(fp['test'])
+    with _timed(state, 'generators', save): gens = _generators(out, s, f, k, prior, device, progress, classes)
+    if f'{f}/{k}' not in done.setdefault('choices', {}):
+        with _timed(state, 'choices on validation', save):
+            done['choices'][f'{f}/{k}'] = _choices(S, V, gens, s, cs, device)
+        save()
+    if f'{f}/{k}' not in done.setdefault('quality', {}):
+        with _timed(state, 'metrics', save):
+            unseen = get(fp['val'] + fp['test'])   # by the reference classifier and the generators
+            done['quality'][f'{f}/{k}'] = {src: quality(ref, S, test, g, seed=s.split_seed, pool=unseen)[0]
+                                           for src, g in gens.items()}
+        save()
+    _run_arms(state, save, f, k, S, gens, test, s, cs, pre, device, progress)
+
 def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:bool, t0:float) -> Path:
     "The benchmark's stages in `out` (which the caller owns), each skipped when `benchmark.json` says it is done."
     state = claim_run(out, settings, 'benchmark', marker='benchmark.json', start=dict(done={}, seconds={}))
     save, done = (lambda: save_json(state, out/'benchmark.json')), state['done']
-    device, prof = default_device(device), s.profile
-    say = print if progress else (lambda *a: None)
+    device, say = default_device(device), (print if progress else (lambda *a: None))
     prep, allx = _prepare(data, out, s, state, save, progress)
     at = {f: i for i, f in enumerate(allx.files)}
     get = lambda names: allx.subset([at[n] for n in names])
@@ -463,39 +643,16 @@ def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:
     cs = ClassifierSettings(steps=s.clf_steps, input_size=min(48, s.image_size), seed=1000 * s.split_seed)
     reference = lambda f, fp: _reference(out/'reference'/f'fold{f}', get(fp['train']), replace(cs, steps=s.ref_steps),
                                          device, progress)   # trained once, loaded after
-    for f, fp in enumerate(plan):   # first stage first: every fold's ceiling before any diffusion model
-        for n, names in fp['subsets'].items():
-            d = out/'subsets'/f'f{f}_{int(n):03d}'
-            if not d.is_dir(): _write_subset(prep, names, allx.classes, d)
-        with _timed(state, 'reference classifiers', save): ref = reference(f, fp)
-        if f'ceiling/{f}' not in done:
-            with _timed(state, 'first stage', save): vq = _first_stage(out, s, f, prof, progress)
-            test = get(fp['test'])
-            done[f'ceiling/{f}'] = vq_ceiling(load_vqvae(vq)[0].to(device), ref, test)
-            done[f'reference/{f}'] = dict(accuracy=accuracy(ref, test)[0], n_train=len(fp['train']), n_test=len(test))
-            save()
+    _first_stages(state, save, out, s, prep, allx, get, reference, device, progress)
     ceiling = float(np.mean([done[f'ceiling/{f}']['ratio'] for f in range(len(plan))]))
     say(f"first stage: {ceiling_verdict(ceiling, s.first_stage, s.image_size)}".replace('**', ''))
     with atomic_write(out/'report.md') as fh: fh.write(bench_report(summarise(state), state))   # the verdict, at once
+    prior, pre = _prior_stage(data, out, s, state, save, allx.classes, cs, device, progress)
     for f, fp in enumerate(plan):
-        ref, test, V = reference(f, fp), get(fp['test']), get(fp['val'])
         for k in s.sizes:
             say(f"fold {f + 1}/{len(plan)}, {k} per class")
-            S = get(fp['subsets'][str(k)])
-            with _timed(state, 'generators', save):
-                vq = _first_stage(out, s, f, prof, False)
-                gen = _generator(out, s, f, k, vq, prof, device, progress, allx.classes)
-            if f'{f}/{k}' not in done.setdefault('choices', {}):
-                with _timed(state, 'choices on validation', save):
-                    classic = tune_classic(S, V, cs, grid=CLASSIC_GRIDS[s.classic_grid], device=device)
-                    done['choices'][f'{f}/{k}'] = dict(classic=classic, gen=choose_generated(S, V, gen, s, cs, device))
-                save()
-            if f'{f}/{k}' not in done.setdefault('quality', {}):
-                with _timed(state, 'metrics', save):
-                    unseen = get(fp['val'] + fp['test'])   # by the reference classifier and the generator
-                    done['quality'][f'{f}/{k}'] = quality(ref, S, test, gen, seed=s.split_seed, pool=unseen)[0]
-                save()
-            _run_arms(state, save, f, k, S, gen, test, s, cs, device, progress)
+            _fold_size(state, save, f, k, fp, get, out, s, prior, pre, reference(f, fp), cs, device, progress,
+                       allx.classes)
     state['seconds']['total'] = round(sum(v for k, v in state['seconds'].items() if k != 'total'), 1); save()
     summary = summarise(state)
     save_json(summary, out/'results.json')
@@ -504,7 +661,7 @@ def _bench_run(data, out:Path, s:BenchSettings, settings:dict, device, progress:
     say(f"benchmark finished: {out/'report.md'} ({time.time() - t0:.0f} s this run)")
     return out/'report.md'
 
-# %% ../nbs/12_experiments.ipynb #e0a1b2g2
+# %% ../nbs/12_experiments.ipynb #c1d2e3f7
 def _fold_acc(state:dict, arm:str, k:int) -> list:
     "Per fold, the mean accuracy over seeds of `arm` at size `k` (None where nothing was measured)."
     s, arms = state['settings'], state['done'].get('arms', {})
@@ -514,46 +671,64 @@ def _fold_acc(state:dict, arm:str, k:int) -> list:
         out.append(float(np.mean(v)) if v else None)
     return out
 
-def summarise(state:dict) -> dict:
-    "Fold means and intervals of every arm, paired differences against real and tuned classic, choices and targets."
-    s, d = state['settings'], state['done']
-    nf = len(d['plan']['folds'])
-    acc = {arm: {str(k): _fold_acc(state, arm, k) for k in s['sizes']} for arm in ARMS}
-    pair = lambda a, b, k: [x - y if None not in (x, y) else None for x, y in zip(acc[a][str(k)], acc[b][str(k)])]
-    res = {arm: {k: fold_interval(v) for k, v in per.items()} for arm, per in acc.items()}
-    diff = {base: {arm: {str(k): fold_interval(pair(arm, base, k)) for k in s['sizes']} for arm in ARMS if arm != base}
-            for base in ('real', 'real + classic')}
-    ceil = [d[f'ceiling/{f}'] for f in range(nf) if f'ceiling/{f}' in d]
-    q = d.get('quality', {})
-    gen_arms = [a for a, (_, w, _) in ARMS.items() if w and ARMS[a][0]]
-    halves = [v['half'] for per in diff.values() for by_size in per.values() for v in by_size.values()
-              if v and math.isfinite(v['half'])]
+BASES = ('real', 'real + classic', 'sim-pretrained + classic')   # what every arm is compared with, fold by fold
+TSTR = {'gen': 'gen only (TSTR)', 'var': 'variations only (TSTR)', 'prior': 'prior gen only (TSTR)'}
+
+def _targets(s:dict, res:dict, diff:dict, ceil:list, q:dict, nf:int) -> list:
+    "(target, measured per size, test of one measured value) for every target the run can judge."
     m = lambda arm, k: (res[arm][str(k)] or {}).get('mean', math.nan)
-    best = {str(k): max(gen_arms, key=lambda a: m(a, k)) for k in s['sizes']}
-    lo = lambda base, a, k: ((diff[base][a][str(k)] or {}).get('lo', math.nan))
+    lo = lambda base, a, k: ((diff[base].get(a, {}).get(str(k)) or {}).get('lo', math.nan))
+    gen_arms = [a for a, (real, src, _, classic, _) in ARMS.items() if real and src and not classic]
+    best = {str(k): max(gen_arms, key=lambda a: -1 if math.isnan(m(a, k)) else m(a, k)) for k in s['sizes']}
     mid = [k for k in s['sizes'] if 5 <= k <= 20] or list(s['sizes'])
-    qmet = lambda k: float(np.mean([all(t['met'] for t in q[f'{f}/{k}']['targets'].values())
-                                    for f in range(nf) if f'{f}/{k}' in q] or [math.nan]))   # share of folds
-    checks = [  # (target, measured per size, test of one measured value)
+    qmet = lambda src, k: float(np.mean([all(t['met'] for t in q[f'{f}/{k}'][src]['targets'].values())
+                                         for f in range(nf) if src in q.get(f'{f}/{k}', {})] or [math.nan]))
+    bg, sim = 'best generative + classic', lambda k: max(m('sim-pretrained', k), m('sim-pretrained + classic', k))
+    checks = [
         ('first stage: accuracy on reconstructions >= 98% of the originals (mean over folds)',
          {'all': float(np.mean([c['ratio'] for c in ceil])) if ceil else math.nan}, lambda v: v >= .98),
         ('best generative arm beats real by >= 5 points (mean) at 5-20 per class',
          {str(k): 100 * (m(best[str(k)], k) - m('real', k)) for k in mid}, lambda v: v >= 5),
         ('best generative arm beats tuned classic: 95% interval above zero',
          {str(k): 100 * lo('real + classic', best[str(k)], k) for k in mid}, lambda v: v > 0),
+        ('best generative + classic beats tuned classic (points, mean)',
+         {str(k): 100 * (m(bg, k) - m('real + classic', k)) for k in mid}, lambda v: v > 0),
+        ('best generative + classic beats the sim-pretrained classifier, with or without classic (points, mean)',
+         {str(k): 100 * (m(bg, k) - sim(k)) for k in mid}, lambda v: v > 0),
         ('tuned classic not worse than real beyond its interval',
          {str(k): 100 * ((diff['real']['real + classic'][str(k)] or {}).get('hi', math.nan)) for k in s['sizes']},
-         lambda v: v >= 0),
-        ('TSTR >= 90% of train-on-real', {str(k): m('gen only (TSTR)', k) / m('real', k) for k in s['sizes']},
-         lambda v: v >= .9),
-        ('quality targets met in every fold (lesson 09: FID and KID against the floor, precision and density)',
-         {str(k): qmet(k) for k in s['sizes']}, lambda v: v == 1)]
+         lambda v: v >= 0)]
+    for src, arm in TSTR.items():
+        if any(res[arm][str(k)] for k in s['sizes']):
+            checks.append((f'TSTR >= 90% of train-on-real ({src})',
+                           {str(k): m(arm, k) / m('real', k) for k in s['sizes']}, lambda v: v >= .9))
+    for src in SOURCES:
+        if any(src in v for v in q.values()):
+            checks.append((f'quality targets met in every fold ({src}; lesson 09: FID and KID against the floor)',
+                           {str(k): qmet(src, k) for k in s['sizes']}, lambda v: v == 1))
+    return [c for c in checks if not all(isinstance(x, float) and math.isnan(x) for x in c[1].values())], best
+
+# %% ../nbs/12_experiments.ipynb #e0a1b2g2
+def summarise(state:dict) -> dict:
+    "Fold means and intervals of every arm, paired differences against the baselines, choices and targets."
+    s, d = state['settings'], state['done']
+    nf = len(d['plan']['folds'])
+    acc = {arm: {str(k): _fold_acc(state, arm, k) for k in s['sizes']} for arm in ARMS}
+    pair = lambda a, b, k: [x - y if None not in (x, y) else None for x, y in zip(acc[a][str(k)], acc[b][str(k)])]
+    res = {arm: {k: fold_interval(v) for k, v in per.items()} for arm, per in acc.items()}
+    diff = {base: {arm: {str(k): fold_interval(pair(arm, base, k)) for k in s['sizes']} for arm in ARMS if arm != base}
+            for base in BASES if base in BASES[:2] or any(res[base].values())}
+    ceil = [d[f'ceiling/{f}'] for f in range(nf) if f'ceiling/{f}' in d]
+    q = d.get('quality', {})
+    halves = [v['half'] for per in diff.values() for by_size in per.values() for v in by_size.values()
+              if v and math.isfinite(v['half'])]
+    checks, best = _targets(s, res, diff, ceil, q, nf)
     targets = {t: v for t, v, _ in checks}
     met = {t: bool(v) and all(ok(x) for x in v.values()) for t, v, ok in checks}
     return dict(folds=nf, subjects_known=d['plan']['subjects_known'], accuracy=res, fold_accuracy=acc, differences=diff,
                 detectable=float(np.median(halves)) if halves else math.inf, best_generative=best, targets=targets,
                 met=met, ceiling=ceil, choices=d.get('choices', {}), quality=q, seconds=state['seconds'],
-                reference=[d.get(f'reference/{f}') for f in range(nf)])
+                reference=[d.get(f'reference/{f}') for f in range(nf)], prior_pool=d.get('prior_pool'))
 
 # %% ../nbs/12_experiments.ipynb #e0a1b2g4
 def _iv(v:dict|None, scale:float=100., sign:bool=False, clip:bool=False) -> str:
@@ -564,8 +739,26 @@ def _iv(v:dict|None, scale:float=100., sign:bool=False, clip:bool=False) -> str:
     lo, hi = (max(v['lo'], 0), min(v['hi'], 1)) if clip else (v['lo'], v['hi'])
     return f"{f.format(v['mean'] * scale)} [{f.format(lo * scale)}, {f.format(hi * scale)}]"
 
+def _prior_lines(summary:dict, s:dict) -> list:
+    "What the prior and the sim-pretrained classifier were trained on, and why no benchmark image was among it."
+    p = summary.get('prior_pool')
+    if s.get('prior', 'none') == 'none': return ["No prior (prior='none'): the prior and sim-pretrained arms are off.",
+                                                 ""]
+    if not p: return [f"**Prior**: the model folder `{s['prior']}` (no simulated pool: the sim-pretrained arms are "
+                      "off).", ""]
+    held = (f"none of the data's classes ({', '.join(p['held_out'])} are held out)" if s['prior'] == 'heldout' else
+            "every simulated class, the data's included (prior='all': an upper bound, not what a user can expect)")
+    check = ("it shares no simulated sample with the data (checked against the data's metadata.csv)" if p['checked']
+             else "the data carries no simulator metadata, so no sample can be shared")
+    return [f"**Prior** (prior='{s['prior']}'): one diffusion model pretrained for {s['prior_steps']} steps on a "
+            f"simulated pool of {p['images']} spectrograms of {', '.join(p['classes'])} (the "
+            f"{p.get('scene', 'easy')} scene): {held}. The pool has its own "
+            f"seed ({p['seed']}), so its subjects are drawn apart from the benchmark's, and {check}. Each fold and "
+            f"size fine-tunes it for {s['finetune_steps']} steps (from scratch: {s['ldm_steps']}). The sim-pretrained "
+            f"classifier was trained on the same pool for {s['clf_pretrain_steps']} steps.", ""]
+
 def _top_lines(summary:dict, s:dict) -> list:
-    "The report's opening: the data, the folds, and the two warnings that matter most."
+    "The report's opening: the data, the folds, the prior, and the two warnings that matter most."
     lines = ["# mdaug benchmark: which recipe helps a classifier?", "",
              f"Data `{s['data']}` at {s['image_size']} px, profile `{s.get('profile', 'cpu')}`: "
              f"{summary['folds']} subject-wise "
@@ -588,19 +781,37 @@ def _top_lines(summary:dict, s:dict) -> list:
         lines += [f"**First stage** ({src}): {ceiling_verdict(r, s['first_stage'], s['image_size'])}. Per fold, the "
                   f"accuracy of the fold's reference classifier on reconstructions of its test images over that on the "
                   f"originals: {per}.", ""]
-    return lines
+    return lines + _prior_lines(summary, s)
 
 # %% ../nbs/12_experiments.ipynb #aec057ec
 def _choice_lines(summary:dict, s:dict) -> list:
     "What each fold and size chose on its validation subjects."
+    srcs = [src for src in SOURCES if any(src in c for c in summary['choices'].values())]
     lines = ["## Chosen on validation (never on test)", "",
-             "| fold / size | classic recipe (validation accuracy: none → chosen) | generated per real, sift |",
-             "|---|---|---|"]
+             "| fold / size | classic recipe (validation accuracy: none → chosen) | "
+             + " | ".join(f"{src}: per real, sift" for src in srcs) + " | best source |",
+             "|---|---|" + "---|" * len(srcs) + "---|"]
     for key, c in summary['choices'].items():
-        cl, g = c['classic'], c['gen']
+        cl = c['classic']
         rec = ', '.join(f"{o} {v:g}" for o, v in cl['recipe'].items()) or 'none'
-        lines.append(f"| {key} | {rec} ({cl['baseline']:.1%} → {cl['scores'][cl['chosen']]:.1%}) | "
-                     f"{g['ratio']:g}x, sift {g['threshold']:g} ({g['val_accuracy']:.1%}) |")
+        gen = " | ".join(f"{c[src]['ratio']:g}x, {c[src]['threshold']:g} ({c[src]['val_accuracy']:.1%})"
+                         for src in srcs)
+        lines.append(f"| {key} | {rec} ({cl['baseline']:.1%} → {cl['scores'][cl['chosen']]:.1%}) | {gen} | "
+                     f"{c.get('best', 'gen')} |")
+    return lines + [""] + _sweep_lines(summary, s, srcs)
+
+def _sweep_lines(summary:dict, s:dict, srcs:list) -> list:
+    "The ratio sweep: validation accuracy per generated-per-real ratio (best threshold), mean over folds, per size."
+    lines = ["### Generated images per real image (validation accuracy, %, mean over folds, best sift threshold)", "",
+             "| source / size | " + " | ".join(f"{r:g}x" for r in s['ratios']) + " |",
+             "|---|" + "---:|" * len(s['ratios'])]
+    for src in srcs:
+        for k in s['sizes']:
+            per = [c[src]['scores'] for key, c in summary['choices'].items() if key.endswith(f'/{k}') and src in c]
+            if not per: continue
+            best = lambda sc, r: max(v for n, v in sc.items() if n.startswith(f'{r:g}x,'))
+            lines.append(f"| {src} / {k} | " + " | ".join(f"{100 * np.mean([best(sc, r) for sc in per]):.1f}"
+                                                          for r in s['ratios']) + " |")
     return lines
 
 def _accuracy_lines(summary:dict, s:dict) -> list:
@@ -609,12 +820,13 @@ def _accuracy_lines(summary:dict, s:dict) -> list:
     lines = [f"## Test accuracy (%): mean over {summary['folds']} folds [95% interval]", "", f"| arm | {head} |",
              "|---|" + "---:|" * len(sz)]
     row = lambda arm, v, **kw: f"| {arm} | " + " | ".join(_iv(v[str(k)], **kw) for k in sz) + " |"
-    lines += [row(arm, v, clip=True) for arm, v in summary['accuracy'].items()]
+    on = lambda v: any(v.values())   # arms this run did not have (no prior, no variations) are left out
+    lines += [row(arm, v, clip=True) for arm, v in summary['accuracy'].items() if on(v)]
     lines += ["", "![accuracy](accuracy.png)", ""]
     for base, per in summary['differences'].items():
         lines += [f"### Paired differences against {base} (points, per fold, mean [95% interval])", "",
                   f"| arm | {head} |", "|---|" + "---:|" * len(sz)]
-        lines += [row(arm, v, sign=True) for arm, v in per.items()]
+        lines += [row(arm, v, sign=True) for arm, v in per.items() if on(v)]
         lines.append("")
     det = summary['detectable']
     lines += [f"Differences smaller than about **{det * 100:.1f} points** (the median half-width of the paired "
@@ -631,24 +843,30 @@ def _target_lines(summary:dict) -> list:
         lines.append(f"| {t} | {measured} | {'yes' if summary['met'][t] else '**no**'} |")
     return lines
 
+def _filter_lines(summary:dict, s:dict) -> list:
+    "What the filters dropped per source and size (mean over folds, at the chosen threshold)."
+    lines = ["### What the filters dropped (mean over folds, at the chosen threshold)", "",
+             "| source / size | classifier: unsure | features: near copy | features: outlier | features: other class "
+             "| kept |", "|---|---:|---:|---:|---:|---:|"]
+    cells = [('classifier', 'unsure'), ('features', 'near copy'), ('features', 'outlier'),
+             ('features', 'other class'), ('combined', 'kept')]
+    for src in SOURCES:
+        for k in s['sizes']:
+            per = [c[src]['filters'][str(c[src]['threshold'])] for key, c in summary['choices'].items()
+                   if key.endswith(f'/{k}') and src in c]
+            if not per: continue
+            m = lambda f, r: float(np.mean([sum(v[f].get(r, [0])) for v in per]))
+            lines.append(f"| {src} / {k} | " + " | ".join(f"{m(*c):.1f}" for c in cells) + " |")
+    return lines + ["", "Variations are near their sources by design, so the near-copy cut is off for them."]
+
 def _quality_section(summary:dict, s:dict) -> list:
-    "Per size, fold 0's quality lines (lesson 09's `quality_lines`) and what the filters dropped, mean over folds."
+    "Per size and source, fold 0's quality lines (lesson 09's `quality_lines`), then what the filters dropped."
     lines = ["## Quality of the generated images", ""]
     for k in s['sizes']:
-        if f'0/{k}' not in summary['quality']: continue
-        lines += [f"### {k} per class (fold 0)", ""] + quality_lines(summary['quality'][f'0/{k}']) + [""]
-    lines += ["### What the filters dropped (mean over folds, at the chosen threshold)", "",
-              "| size | classifier: unsure | features: near copy | features: outlier | features: other class | kept |",
-              "|---:|---:|---:|---:|---:|---:|"]
-    for k in s['sizes']:
-        per = [c['gen']['filters'][str(c['gen']['threshold'])] for key, c in summary['choices'].items()
-               if key.endswith(f'/{k}')]
-        if not per: continue
-        m = lambda f, r: float(np.mean([sum(v[f].get(r, [0])) for v in per]))
-        cells = [('classifier', 'unsure'), ('features', 'near copy'), ('features', 'outlier'),
-                 ('features', 'other class'), ('combined', 'kept')]
-        lines.append(f"| {k} | " + " | ".join(f"{m(*c):.1f}" for c in cells) + " |")
-    return lines
+        q = summary['quality'].get(f'0/{k}', {})
+        for src, v in (q.items() if 'targets' not in q else [('gen', q)]):   # an older run kept one source
+            lines += [f"### {k} per class, {src}: {SOURCES.get(src, src)} (fold 0)", ""] + quality_lines(v) + [""]
+    return lines + _filter_lines(summary, s)
 
 def bench_report(summary:dict, state:dict) -> str:
     "The benchmark's results as markdown (while it runs: the opening and the first stage's verdict)."
@@ -666,52 +884,66 @@ def bench_report(summary:dict, state:dict) -> str:
 # %% ../nbs/12_experiments.ipynb #e0a1b2g6
 def plot_accuracy(summary:dict, title:str=''): # from `summarise`; a title
     "Test accuracy against real images per class, one line per arm: mean over folds with its 95% interval."
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for j, (arm, v) in enumerate(summary['accuracy'].items()):
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    arms = {a: v for a, v in summary['accuracy'].items() if any(v.values())}
+    for j, (arm, v) in enumerate(arms.items()):
         ks = [int(k) for k in v if v[k]]
-        if not ks: continue
         m = np.array([v[str(k)]['mean'] for k in ks])
         ok = [math.isfinite(v[str(k)]['half']) for k in ks]   # one fold: no interval
         lo = np.array([max(v[str(k)]['lo'], 0) if o else x for k, o, x in zip(ks, ok, m)])
         hi = np.array([min(v[str(k)]['hi'], 1) if o else x for k, o, x in zip(ks, ok, m)])
-        x = np.array(ks) * (1 + 0.03 * (j - 2.5))   # arms side by side, so the intervals do not hide each other
+        x = np.array(ks) * (1 + 0.02 * (j - len(arms) / 2))   # side by side, so the intervals do not hide each other
         ax.errorbar(x, m * 100, yerr=[(m - lo) * 100, (hi - m) * 100], marker='o', capsize=3, label=arm,
-                    ls='--' if 'gen only' in arm else '-')
+                    ls='--' if 'TSTR' in arm else ':' if 'sim-pretrained' in arm else '-')
     ax.set(xscale='log', xlabel='real training images per class', ylabel='test accuracy (%)',
            title=title or 'Which recipe helps? (mean over folds, 95% interval)')
     ax.set_xticks([int(k) for k in next(iter(summary['accuracy'].values()))])
     ax.minorticks_off(); ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
-    ax.grid(alpha=.3); ax.legend(fontsize=7, ncol=2); fig.tight_layout()
+    ax.grid(alpha=.3); ax.legend(fontsize=6, ncol=2); fig.tight_layout()
     return fig
+
+GEN_DIRS = dict(gen='generated', var='variations', prior='prior_gen')   # each source's folder in a benchmark run
 
 def _bench_pictures(out:Path, state:dict, summary:dict, allx:Images, get):
     "accuracy.png, confusion.png (smallest size, summed over folds and seeds), memorisation.png (fold 0), samples.png."
     s, arms, plan = state['settings'], state['done']['arms'], state['done']['plan']['folds']
-    k0 = min(s['sizes'])
+    k0, big = min(s['sizes']), max(s['sizes'])
     def put(fig, name):
         with atomic_write(out/name, 'wb') as f: fig.savefig(f, format='png', dpi=110)
         plt.close(fig)
     put(plot_accuracy(summary, f"{summary['folds']} subject-wise folds, {s['seeds']} seed(s) each"), 'accuracy.png')
     of = lambda a: [v['confusion'] for key, v in arms.items()
                     if key.split('/')[1:3] == [str(k0), a] and v.get('confusion')]
-    mats = {a: np.sum(of(a), 0) for a in ('real', 'real + classic', 'real + gen (tuned)', 'gen only (TSTR)')}
+    mats = {a: np.sum(of(a), 0) for a in ('real', 'real + classic', 'real + gen (tuned)', 'real + prior gen (tuned)')}
     put(plot_confusions({a: m for a, m in mats.items() if np.ndim(m) == 2}, allx.classes,
                         f'{k0} real images per class, summed over folds and seeds'), 'confusion.png')
-    gens = {k: load_images(out/'generated'/f'f0_{k:03d}', channels=s['channels'], classes=allx.classes, progress=False)
-            for k in s['sizes']}
+    load = lambda src, k: load_images(out/GEN_DIRS[src]/f'f0_{k:03d}', channels=s['channels'], classes=allx.classes,
+                                      progress=False)
     S0, T0 = get(plan[0]['subsets'][str(k0)]), get(plan[0]['test'])
-    mem = memorisation(gens[k0].x, S0.x, T0.x)
+    mem = memorisation(load('gen', k0).x, S0.x, T0.x)
     title = f"fold 0, {k0} per class: {mem['share_closer']:.0%} of generated closer than any test image"
     put(plot_memorisation(mem, title), 'memorisation.png')
-    big = get(plan[0]['subsets'][str(max(s['sizes']))])
-    rows = {name: list(big.x[big.y == c][:2]) + [x for k in s['sizes'] for x in gens[k].x[gens[k].y == c][:2]]
+    real = get(plan[0]['subsets'][str(big)])
+    gens = {src: load(src, big) for src in GEN_DIRS if (out/GEN_DIRS[src]/f'f0_{big:03d}').is_dir()}
+    rows = {name: list(real.x[real.y == c][:2]) + [x for g in gens.values() for x in g.x[g.y == c][:2]]
             for c, name in enumerate(allx.classes)}
     with atomic_write(out/'samples.png', 'wb') as f:
-        head = ['real'] * 2 + [f'gen {k}' for k in s['sizes'] for _ in range(2)]
+        head = ['real'] * 2 + [src for src in gens for _ in range(2)]
         labelled_grid(rows, header=head).save(f, format='PNG')
 
 # %% ../nbs/12_experiments.ipynb #8a1f2aa3
-def _fit_settings(data, out:Path, p, image_size, channels, vq_steps, ldm_steps, batch_size) -> dict:
+def _fit_prior(init:str|None, p, image_size, channels) -> tuple:
+    "The prior's folder (None without one) and the image size and channels the run must use."
+    if init is None: return None, default(image_size, p.image_size), default(channels, p.channels)
+    prior = find_prior(init)
+    cfg = load_json(prior/'mdaug.json')
+    for k, v in (('image_size', image_size), ('channels', channels)):
+        if exists(v) and v != cfg[k]:
+            raise ValueError(f"{k}={v}, but the prior {prior} was trained at {k}={cfg[k]}: leave {k} out (the prior's "
+                             f"is used) or choose another prior")
+    return prior, cfg['image_size'], cfg['channels']
+
+def _fit_settings(data, out:Path, p, image_size, channels, vq_steps, ldm_steps, batch_size, init) -> dict:
     "Check every setting of `fit` before anything is written; returns them as recorded in fit.json."
     src = Path(data)
     if not src.exists():
@@ -722,17 +954,18 @@ def _fit_settings(data, out:Path, p, image_size, channels, vq_steps, ldm_steps, 
         raise ValueError(f"out={out} is inside the data folder {data}: choose a folder outside it (fit writes prepared "
                          f"images and models there)")
     if s.is_relative_to(o): raise ValueError(f"the data {data} is inside out={out}: choose another folder for the run")
-    size, ch = default(image_size, p.image_size), default(channels, p.channels)
+    prior, size, ch = _fit_prior(init, p, image_size, channels)
     check_number('image_size', size, 8, integer=True)
     if ch not in (1, 3): raise ValueError(f"channels={ch}: use 1 (gray) or 3 (RGB)")
-    vq_steps, ldm_steps = default(vq_steps, p.vq_steps), default(ldm_steps, p.ldm_steps)
+    tune = dict(init=str(prior)) if prior else {}
+    vq_steps, ldm_steps = default(vq_steps, p.vq_steps), default(ldm_steps, make_settings(p.name, **tune).steps)
     for k, v in (('vq_steps', vq_steps), ('ldm_steps', ldm_steps)): check_number(k, v, 1, 10**8, integer=True)
     if exists(batch_size): check_number('batch_size', batch_size, 1, 4096, integer=True)
     cfg = make_config(p.name, steps=vq_steps, image_size=size, channels=ch, batch_size=batch_size).validate()
     check_memory(f"image_size={size}", 4. * cfg.batch_size * size * size * cfg.width, "choose a smaller image_size")
-    make_settings(p.name, steps=ldm_steps, batch_size=batch_size)  # refuses what the diffusion stage cannot run
+    make_settings(p.name, steps=ldm_steps, batch_size=batch_size, **tune)  # refuses what the diffusion stage cannot run
     return dict(data=str(s), profile=p.name, image_size=size, channels=ch, vq_steps=vq_steps, ldm_steps=ldm_steps,
-                batch_size=batch_size)
+                batch_size=batch_size, **tune)   # `init` only with a prior: earlier runs' fit.json stay valid
 
 # %% ../nbs/12_experiments.ipynb #7a09920f
 def _fit_batches(prepared:Path, p, s:dict) -> tuple[int, int]:
@@ -764,19 +997,29 @@ def _fit_state(out:Path, settings:dict) -> dict:
         return dict(settings=settings, done={})
 
 # %% ../nbs/12_experiments.ipynb #a280fbf9
+def _fit_vqvae(out:Path, p, s:dict, vq_bs:int, done:dict, save, progress:bool) -> Path:
+    "The VQ-VAE of the run: the prior's (frozen, as it is), or one trained on the prepared data."
+    if s.get('init'): return prior_vqvae(s['init'])
+    if 'vqvae' not in done:
+        best = train_vqvae(out/'prepared', out/'vq', make_config(p.name, steps=s['vq_steps'], batch_size=vq_bs,
+                           image_size=s['image_size'], channels=s['channels']), resume=True, progress=progress)
+        done['vqvae'] = {k: v for k, v in load_json(best/'metrics.json').items() if k != 'latent_shape'}; save()
+    return out/'vq'/'best'
+
 def fit(data:str, # the real dataset: class folders (or a flat folder for an unconditional model), or a .zip of one
         out:str, # the run folder: prepared data, vq/, ldm/ and the final model/
         profile:str|None=None, # run profile 'ci', 'cpu' or 'gpu' (None: automatic)
-        image_size:int|None=None, # side of the prepared images; None: the profile's
-        channels:int|None=None, # 1 or 3; None: the profile's
-        vq_steps:int|None=None, # VQ-VAE training steps; None: the profile's
-        ldm_steps:int|None=None, # diffusion training steps; None: the profile's
+        image_size:int|None=None, # side of the prepared images; None: the profile's (the prior's with `init`)
+        channels:int|None=None, # 1 or 3; None: the profile's (the prior's with `init`)
+        vq_steps:int|None=None, # VQ-VAE training steps; None: the profile's (none are trained with `init`)
+        ldm_steps:int|None=None, # diffusion training steps; None: the profile's (its fine-tuning steps with `init`)
         batch_size:int|None=None, # images per step of both stages; None: the profile's, lowered to fit a small dataset
+        init:str|None=None, # a prior to fine-tune: 'shipped' or a model folder; None: train both stages from scratch
         progress:bool=True # show progress bars
        ) -> Path:
-    "Prepare `data`, train a VQ-VAE and a latent diffusion model on it, and write the pipeline to `out/model`; resumes."
+    "Prepare `data`, train (or fine-tune) a VQ-VAE and a latent diffusion model on it, write `out/model`; resumes."
     p, out = get_profile(profile), Path(out)
-    s = _fit_settings(data, out, p, image_size, channels, vq_steps, ldm_steps, batch_size)  # before anything is written
+    s = _fit_settings(data, out, p, image_size, channels, vq_steps, ldm_steps, batch_size, init)  # before any write
     with folder_lock(out, 'mdaug fit'):
         state = _fit_state(out, s)
         save = lambda: save_json(state, out/'fit.json')
@@ -787,13 +1030,11 @@ def fit(data:str, # the real dataset: class folders (or a flat folder for an unc
             done['prepare'] = dict(images=rep.n_ok, skipped=len(rep.skipped), classes=rep.classes); save()
         try: vq_bs, ldm_bs = _fit_batches(out/'prepared', p, s)
         except ValueError: done.pop('prepare'); save(); raise   # prepared again once the data has more images
-        if 'vqvae' not in done:
-            best = train_vqvae(out/'prepared', out/'vq', make_config(p.name, steps=s['vq_steps'], batch_size=vq_bs,
-                               image_size=s['image_size'], channels=s['channels']), resume=True, progress=progress)
-            done['vqvae'] = {k: v for k, v in load_json(best/'metrics.json').items() if k != 'latent_shape'}; save()
+        vq = _fit_vqvae(out, p, s, vq_bs, done, save, progress)
         if 'ldm' not in done:
-            settings = make_settings(p.name, steps=s['ldm_steps'], batch_size=ldm_bs)
-            model = train_ldm(out/'prepared', out/'vq'/'best', out/'ldm', settings,
+            tune = {k: s[k] for k in ('init',) if k in s}
+            settings = make_settings(p.name, steps=s['ldm_steps'], batch_size=ldm_bs, **tune)
+            model = train_ldm(out/'prepared', vq, out/'ldm', settings,
                               resume='latest' if list_checkpoints(out/'ldm') else None, progress=progress)
             with atomic_dir(out/'model') as d: shutil.copytree(model, d, dirs_exist_ok=True)
             done['ldm'] = dict(steps=s['ldm_steps'], model_sha256=model_id(load_pipeline(out/'model', device='cpu')))

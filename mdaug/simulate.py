@@ -1,4 +1,4 @@
-"""A physics-based micro-Doppler simulator: point and ellipsoid scatterers, the Boulic–Thalmann walker, running, limping, boxing, jumping, drones and birds, written to a labelled spectrogram dataset.
+"""A physics-based micro-Doppler simulator: point and ellipsoid scatterers, the Boulic–Thalmann walker, running, limping, boxing, jumping, drones and birds, and a harder scene of close gaits in clutter, written to a labelled spectrogram dataset.
 
 Docs: https://mdaug.github.io/mdaug/simulate.html.md"""
 
@@ -7,7 +7,7 @@ Docs: https://mdaug.github.io/mdaug/simulate.html.md"""
 # %% ../nbs/01_simulate.ipynb #f693ddae
 from __future__ import annotations
 import csv, math, zlib, os
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from functools import partial
 from concurrent.futures import ProcessPoolExecutor
@@ -24,13 +24,15 @@ from .core import (exists, default, get_profile, atomic_write, atomic_dir, save_
 
 # %% auto #0
 __all__ = ['C_LIGHT', 'BODY_FRACTIONS', 'BODY_RADII', 'SEGMENTS', 'POSE_KEYS', 'HUMAN_CLASSES', 'CLASSES', 'CLASS_RADAR',
-           'SCATTERERS', 'SIM_BYTES_PER_PIXEL', 'SIM_BYTES_PER_PULSE', 'RadarConfig', 'Scatterers', 'ellipsoid_rcs',
-           'radar_return', 'add_radar_noise', 'spectrogram', 'doppler_image', 'to_image', 'leg_length', 'human_joints',
-           'human_scatterers', 'boulic_walk', 'walk_scatterers', 'simulate_signal', 'render', 'run_pose',
-           'run_scatterers', 'limp_pose', 'limp_scatterers', 'box_pose', 'box_scatterers', 'jump_pose',
-           'jump_scatterers', 'drone_scatterers', 'bird_scatterers', 'subject_params', 'sample_params', 'radar_for',
-           'simulate_sample', 'check_image_size', 'simulate_dataset', 'radial_velocity', 'frame_times',
-           'show_spectrogram', 'ridge_velocity', 'max_radial_speed', 'range_time_map']
+           'SCATTERERS', 'HARD_CLASSES', 'SCENES', 'SIM_BYTES_PER_PIXEL', 'SIM_BYTES_PER_PULSE', 'RadarConfig',
+           'Scatterers', 'ellipsoid_rcs', 'radar_return', 'add_radar_noise', 'spectrogram', 'doppler_image', 'to_image',
+           'leg_length', 'human_joints', 'human_scatterers', 'boulic_walk', 'walk_scatterers', 'simulate_signal',
+           'render', 'run_pose', 'run_scatterers', 'limp_pose', 'limp_scatterers', 'box_pose', 'box_scatterers',
+           'jump_pose', 'jump_scatterers', 'drone_scatterers', 'bird_scatterers', 'check_scene', 'subject_params',
+           'sample_params', 'radar_for', 'simulate_sample', 'check_image_size', 'simulate_dataset', 'radial_velocity',
+           'frame_times', 'show_spectrogram', 'ridge_velocity', 'max_radial_speed', 'range_time_map', 'gait_pose',
+           'shuffle_scatterers', 'carry_scatterers', 'rollator_scatterers', 'vegetation_return', 'second_walker',
+           'scene_signal', 'hard_subject_params', 'hard_sample_params']
 
 # %% ../nbs/01_simulate.ipynb #c6e61361
 C_LIGHT = 299_792_458.0  # speed of light, m/s
@@ -592,6 +594,19 @@ CLASSES = HUMAN_CLASSES + ('drone', 'bird')
 CLASS_RADAR = {'drone': dict(prf=33000., v_span=100., window_s=0.008)}
 SCATTERERS = dict(walk=walk_scatterers, run=run_scatterers, limp=limp_scatterers, box=box_scatterers,
                   jump=jump_scatterers, drone=drone_scatterers, bird=bird_scatterers)
+HARD_CLASSES = ('walk', 'carry', 'rollator', 'limp', 'shuffle', 'jog', 'run')
+SCENES = {  # name -> its classes and the ranges its samples draw from (dB of clutter: against the target's power)
+    'easy': dict(classes=CLASSES, max_aspect=30., snr_db=(10., 30.)),
+    'hard': dict(classes=HARD_CLASSES, max_aspect=50., snr_db=(5., 20.), elevation_deg=(-5., 10.),
+                 static_db=(-10., 5.), veg_db=(-20., -8.), second_p=0.5, second_db=(-20., -10.)),
+}
+
+def check_scene(scene:str # a key of `SCENES`
+               ) -> dict:
+    "The settings of `scene`, or a one-line `ValueError` naming the scenes there are."
+    if not isinstance(scene, str) or scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}: choose one of {sorted(SCENES)}")
+    return SCENES[scene]
 
 def _seed(*keys) -> np.random.Generator:
     "A generator seeded by ints and strings (strings through crc32): stable across processes and Python versions."
@@ -599,10 +614,13 @@ def _seed(*keys) -> np.random.Generator:
 
 def subject_params(cls:str, # class name
                    subject:int, # subject index
-                   seed:int=0 # dataset seed
+                   seed:int=0, # dataset seed
+                   scene:str='easy' # a key of `SCENES`
                   ) -> dict:
     "The traits of subject `subject` of class `cls` (shared by all human classes)."
-    if cls not in CLASSES: raise ValueError(f"unknown class {cls!r}: choose from {CLASSES}")
+    sc = check_scene(scene)
+    if cls not in sc['classes']: raise ValueError(f"unknown class {cls!r}: choose from {sc['classes']}")
+    if scene == 'hard': return hard_subject_params(subject, seed)
     if cls in HUMAN_CLASSES:
         r = _seed(seed, 'human', subject)
         h = float(np.clip(r.normal(1.72, 0.09), 1.5, 2.0))
@@ -626,12 +644,16 @@ def sample_params(cls:str, # class name
                   subject:int, # subject index
                   n:int, # sample index for this subject
                   seed:int=0, # dataset seed
-                  max_aspect:float=30. # aspect angles are drawn from [-max_aspect, max_aspect] degrees
+                  max_aspect:float|None=None, # aspects drawn from [-max_aspect, max_aspect] degrees; None: the scene's
+                  scene:str='easy' # a key of `SCENES`
                  ) -> dict:
     "All target and scene parameters of one sample, drawn from its own seed around its subject's traits."
+    sc = check_scene(scene)
+    max_aspect = default(max_aspect, sc['max_aspect'])
+    if scene == 'hard': return hard_sample_params(cls, subject, n, seed, max_aspect)
     sub = subject_params(cls, subject, seed)
     r = _seed(seed, cls, subject, n)
-    p = dict(aspect_deg=r.uniform(-max_aspect, max_aspect), snr_db=r.uniform(10, 30), phase=r.uniform(0, 1))
+    p = dict(aspect_deg=r.uniform(-max_aspect, max_aspect), snr_db=r.uniform(*sc['snr_db']), phase=r.uniform(0, 1))
     if cls in HUMAN_CLASSES:
         p.update(height=sub['height'], elevation_deg=r.uniform(-3, 3))
         Ht = leg_length(sub['height'])
@@ -662,10 +684,12 @@ def sample_params(cls:str, # class name
 
 # %% ../nbs/01_simulate.ipynb #e12b0478
 _RADAR_KEYS = {f for f in RadarConfig.__dataclass_fields__}
+_CLUTTER_KEYS = ('static_db', 'veg_db', 'second_db') # the hard scene's clutter powers (see `scene_signal`)
+_NOT_MOTION = {'cls', 'subject', 'n', 'seed', 'scene', *_CLUTTER_KEYS}
 
 def _motion_kwargs(params:dict) -> dict:
     "The entries of a `sample_params` dict that describe the target's motion (what a scatterer model takes)."
-    return {k: v for k, v in params.items() if k not in _RADAR_KEYS | {'cls', 'subject', 'n', 'seed'}}
+    return {k: v for k, v in params.items() if k not in _RADAR_KEYS | _NOT_MOTION}
 
 def radar_for(cls:str, # class name
               **overrides # RadarConfig fields (None values are ignored)
@@ -685,7 +709,8 @@ def simulate_sample(params:dict, # a `sample_params` dict, optionally with Radar
     radar = radar_for(cls, **{k: v for k, v in params.items() if k in _RADAR_KEYS})
     rng = np.random.default_rng(params['seed'])
     scat = SCATTERERS[cls](radar.times, rng=rng, **_motion_kwargs(params))
-    s, rp, v_max = simulate_signal(scat, radar, rng)
+    clutter = {k: params[k] for k in _CLUTTER_KEYS if k in params}
+    s, rp, v_max = scene_signal(scat, radar, rng, **clutter) if clutter else simulate_signal(scat, radar, rng)
     img = render(s, radar, image_size)
     row = dict(params, **asdict(radar), wavelength=radar.wavelength, v_max=v_max, image_size=image_size)
     return (img, row, s, scat) if return_signal else (img, row)
@@ -729,7 +754,7 @@ def _check_radars(classes:list, radar_kw:dict):
 
 # %% ../nbs/01_simulate.ipynb #df642951
 def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a previous dataset)
-                     classes:str|list|None=None, # class names (list or comma-separated); None: all of CLASSES
+                     classes:str|list|None=None, # class names (list or comma-separated); None: all of the scene's
                      n_subjects:int|None=None, # subjects per class; None: get_profile().sim_subjects
                      n_per_subject:int|None=None, # samples per subject; None: get_profile().sim_per_subject
                      image_size:int=128, # image height and width in pixels
@@ -737,17 +762,18 @@ def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a pre
                      duration:float=3.0, # seconds per spectrogram
                      carrier:float=24e9, # radar carrier in Hz
                      prf:float|None=None, # PRF in Hz; None: per class (5 kHz, drones 33 kHz at 24 GHz, x carrier)
-                     snr_db:float|None=None, # SNR in dB; None: drawn per sample from [10, 30]
-                     max_aspect:float=30., # aspect angles drawn from [-max_aspect, max_aspect] degrees
+                     snr_db:float|None=None, # SNR in dB; None: drawn per sample (easy: from [10, 30], hard: [5, 20])
+                     max_aspect:float|None=None, # aspects drawn from [-max_aspect, max_aspect] deg; None: the scene's
                      seed:int=0, # dataset seed: same seed, same bytes
                      n_workers:int|None=None, # worker processes; None: all cores; 0 or 1: in this process
-                     progress:bool=True # show a tqdm progress bar
+                     progress:bool=True, # show a tqdm progress bar
+                     scene:str='easy' # 'easy' (CLASSES) or 'hard' (HARD_CLASSES: close gaits, clutter, noise, aspects)
                     ) -> Path:
     "Simulate a labelled dataset: `out/<class>/<subject>_<n>.png` plus metadata.csv/json; returns the csv path."
-    classes = default(classes, CLASSES)
+    sc = check_scene(scene); classes = default(classes, sc['classes'])
     if isinstance(classes, str): classes = [c.strip() for c in classes.split(',') if c.strip()]
-    bad = [c for c in classes if c not in CLASSES]
-    if bad: raise ValueError(f"unknown class(es) {bad}: choose from {list(CLASSES)}")
+    bad = [c for c in classes if c not in sc['classes']]
+    if bad: raise ValueError(f"unknown class(es) {bad} in the {scene} scene: choose from {list(sc['classes'])}")
     prof = get_profile()
     n_subjects, n_per_subject = default(n_subjects, prof.sim_subjects), default(n_per_subject, prof.sim_per_subject)
     check_number('n_subjects', n_subjects, 1, 10**6, integer=True)
@@ -758,7 +784,7 @@ def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a pre
     check_number('carrier', carrier, 0, 1e12, lo_open=True, hint='Hz, e.g. 24e9')
     if exists(prf): check_number('prf', prf, 0, 1e8, lo_open=True, hint='Hz, e.g. 5000')
     if exists(snr_db): check_number('snr_db', snr_db, -60, 150)
-    check_number('max_aspect', max_aspect, 0, 90, hint='degrees')
+    max_aspect = default(max_aspect, sc['max_aspect']); check_number('max_aspect', max_aspect, 0, 90, hint='degrees')
     check_number('seed', seed, 0, 2**32 - 1, integer=True)
     if exists(n_workers): check_number('n_workers', n_workers, 0, 1024, integer=True)
     radar_kw = dict(duration=duration, carrier=carrier, prf=prf)
@@ -771,7 +797,7 @@ def simulate_dataset(out:str|Path, # folder to write (replaced if it holds a pre
     for c in classes:
         for j in range(n_subjects):
             for n in range(n_per_subject):
-                p = sample_params(c, j, n, seed, max_aspect)
+                p = sample_params(c, j, n, seed, max_aspect, scene)
                 if snr_db is not None: p['snr_db'] = snr_db
                 jobs.append(p)
     n_workers = min(default(n_workers, os.cpu_count() or 1), len(jobs))
@@ -852,3 +878,166 @@ def range_time_map(scat:Scatterers, # scatterer trajectories
     cols = np.array_split(np.abs(cube)**2, n_frames)
     P = np.stack([c.mean(0) for c in cols], 1)
     return 10 * np.log10(np.maximum(P, 1e-30) / P.max())
+
+# %% ../nbs/01_simulate.ipynb #d92f9db3
+def gait_pose(t:np.ndarray, # times in s
+              height:float=1.8, # body height in m
+              speed:float=1.2, # forward speed in m/s
+              step:float=1., # step factor k: leg and arm excursions as a share of a walk at speed / k (1: a walk)
+              arm_swing:float=1.0, # shoulder swing scale of a free arm (before the step factor)
+              held:str|None=None, # the arm(s) holding something: None, 'l', 'r' or 'both'
+              hold:tuple=(25., 65.), # shoulder and elbow flexion of a held arm in degrees (25, 65: level forearms)
+              phase:float=0. # cycle phase at t = 0
+             ) -> dict:
+    "Boulic's walk with short steps (the cadence of a walk at `speed / step`, excursions scaled) and held arms."
+    if not 0 < step <= 1: raise ValueError(f"step must be in (0, 1], got {step}")
+    if held not in (None, 'l', 'r', 'both'): raise ValueError(f"held must be None, 'l', 'r' or 'both', got {held!r}")
+    pose = boulic_walk(t, height, speed / step, arm_swing * step, phase)
+    if step < 1:
+        for side in 'lr':
+            for k in ('hip', 'ankle'): pose[f'{k}_{side}'] = step * pose[f'{k}_{side}']
+            pose[f'knee_{side}'] = 3 + step * (pose[f'knee_{side}'] - 3)     # Boulic's knee stays 3 deg bent
+        for k in ('pelvis_list', 'pelvis_torsion', 'thorax_torsion'): pose[k] = step * pose[k]
+        b = pose['base'].copy()
+        b[:, 0] = speed * t + step * (b[:, 0] - speed / step * t)             # the body at `speed`; its surge scaled
+        b[:, 1:] = b[:, 1:].mean(0) + step * (b[:, 1:] - b[:, 1:].mean(0))    # less sway and bob
+        pose['base'] = b
+    for side in ('l', 'r') if held == 'both' else (held,) if held else ():
+        for k, a in zip(('shoulder', 'elbow'), hold):
+            v = pose[f'{k}_{side}']; pose[f'{k}_{side}'] = a + 0.1 * (v - v.mean())   # a tenth of the swing left
+    return pose
+
+def shuffle_scatterers(t, height=1.8, speed=0.5, step=0.45, arm_swing=1.0, phase=0., **kwargs) -> Scatterers:
+    "The 16 body ellipsoids of a shuffling walker."
+    return human_scatterers(height, human_joints(height, gait_pose(t, height, speed, step, arm_swing, phase=phase)))
+
+# %% ../nbs/01_simulate.ipynb #4c71d885
+def carry_scatterers(t, height=1.8, speed=1.1, arm_swing=1.0, phase=0., box=0.15, box_gain=2., **kwargs) -> Scatterers:
+    "The 16 body ellipsoids of a walker carrying a box of radius `box` (m) in both hands, plus the box."
+    J = human_joints(height, gait_pose(t, height, speed, 1., arm_swing, 'both', phase=phase))
+    across = J['hand_l'] - J['hand_r']; w = np.linalg.norm(across, axis=-1, keepdims=True)
+    centre = (J['hand_l'] + J['hand_r']) / 2 + [0., 0., box]        # resting on the forearms
+    bx = Scatterers(centre[:, None], (across / w)[:, None], np.r_[box], np.r_[max(w.mean() / 2, box)], ['box'],
+                    gain=np.r_[box_gain])
+    return human_scatterers(height, J).concat(bx)
+
+def rollator_scatterers(t, height=1.8, speed=0.7, step=0.8, arm_swing=1.0, phase=0., wheel=0.1, **kwargs) -> Scatterers:
+    "A walker with short steps pushing a rollator: body ellipsoids, two frame tubes and three rim points per wheel."
+    J = human_joints(height, gait_pose(t, height, speed, step, arm_swing, 'both', (35., 25.), phase))
+    T, x = len(t), speed * t + J['base'][:, 0].mean() - speed * t.mean() + 0.45   # the frame: steady, ahead
+    grip = (J['hand_l'][:, 2] + J['hand_r'][:, 2]).mean() / 2
+    pos, axis, names = [], [], []
+    for y in (0.28, -0.28):
+        pos.append(np.stack([x, np.full(T, y), np.full(T, grip / 2)], -1)); axis.append(np.tile([0., 0, 1], (T, 1)))
+        names.append(f'tube{"lr"[y < 0]}')
+    phi = speed * t / wheel                                        # rolling: the wheel turns v / r radians a second
+    for dx in (0.2, -0.2):
+        for y in (0.28, -0.28):
+            for k in range(3):
+                f = phi + 2 * np.pi * k / 3
+                pos.append(np.stack([x + dx - wheel * np.sin(f), np.full(T, y), wheel - wheel * np.cos(f)], -1))
+                axis.append(np.tile([0., 0, 1], (T, 1))); names.append(f'rim{len(names)}')
+    n = len(names)
+    a, c = np.r_[0.012, 0.012, [0.02] * (n - 2)], np.r_[grip / 2, grip / 2, [0.02] * (n - 2)]
+    frame = Scatterers(np.stack(pos, 1), np.stack(axis, 1), a, c, names, gain=np.r_[0.5, 0.5, [1.] * (n - 2)])
+    return human_scatterers(height, J).concat(frame)
+
+# %% ../nbs/01_simulate.ipynb #58174d07
+SCATTERERS.update(carry=carry_scatterers, rollator=rollator_scatterers, shuffle=shuffle_scatterers, jog=run_scatterers)
+
+# %% ../nbs/01_simulate.ipynb #ebe85a5f
+def vegetation_return(t:np.ndarray, # times in s
+                      radar_pos, # (3,) radar position in m
+                      centre, # (3,) centre of the vegetation in m
+                      wavelength:float, # carrier wavelength in m
+                      rng:np.random.Generator, # draws the branches
+                      n:int=16, # swaying branches
+                      spread:float=2., # standard deviation of the branch positions around `centre`, m
+                      sway:tuple=(0.01, 0.05), # range of the sway amplitudes, m
+                      rate:tuple=(0.3, 2.) # range of the sway frequencies, Hz
+                     ) -> np.ndarray:
+    "Swaying vegetation: `n` point scatterers oscillating about fixed points; the sum at unit mean power."
+    p0 = np.asarray(centre, float) + rng.normal(0, spread, (n, 3))
+    u = rng.normal(size=(n, 3)); u /= np.linalg.norm(u, axis=1, keepdims=True)
+    A, f, ph, g = rng.uniform(*sway, n), rng.uniform(*rate, n), rng.uniform(0, 2 * np.pi, n), rng.rayleigh(1., n)
+    los = p0 - np.asarray(radar_pos, float); R0 = np.linalg.norm(los, axis=1)
+    R = R0 + A * np.einsum('nk,nk->n', u, los / R0[:, None]) * np.sin(2 * np.pi * f * t[:, None] + ph)
+    s = (g * np.exp(-1j * (4 * np.pi / wavelength) * R)).sum(1)
+    return s / np.sqrt(np.mean(np.abs(s)**2))
+
+def second_walker(t:np.ndarray, # times in s
+                  radar_pos, # (3,) radar position in m
+                  centre, # (3,) the target's mid-time position in m
+                  wavelength:float, # carrier wavelength in m
+                  rng:np.random.Generator, # draws the walker
+                  distance:tuple=(2., 6.) # range of the distance from the target, m
+                 ) -> np.ndarray:
+    "Another person walking near the target (own height, speed, heading and place): the return at unit mean power."
+    w = walk_scatterers(t, rng.uniform(1.55, 1.95), rng.uniform(0.5, 1.5), rng.uniform(0.6, 1.3), rng.uniform())
+    h = rng.uniform(0, 2 * np.pi)                                         # heading: a turn about the vertical
+    R = np.array([[np.cos(h), -np.sin(h), 0], [np.sin(h), np.cos(h), 0], [0, 0, 1]])
+    b = rng.uniform(0, 2 * np.pi); off = rng.uniform(*distance) * np.array([np.cos(b), np.sin(b), 0.])
+    pos = (w.pos - w.pos[len(t) // 2].mean(0)) @ R.T + np.asarray(centre, float) + off
+    s = radar_return(Scatterers(pos, w.axis @ R.T, w.a, w.c, w.names), radar_pos, wavelength)
+    return s / np.sqrt(np.mean(np.abs(s)**2))
+
+# %% ../nbs/01_simulate.ipynb #7dcf4229
+def scene_signal(scat:Scatterers, # the target's scatterer trajectories over `radar.times`
+                 radar:RadarConfig, # radar, geometry and noise (SNR against the target alone)
+                 rng:np.random.Generator, # draws the clutter and the noise
+                 static_db:float|None=None, # static clutter power in dB relative to the target; None: none
+                 veg_db:float|None=None, # vegetation power in dB relative to the target; None: none
+                 second_db:float|None=None # a second walker's power in dB relative to the target; None: none
+                ):
+    "The target's return plus clutter and noise; returns (signal, radar position, max radial speed of the target)."
+    s, rp, v_max = simulate_signal(scat, replace(radar, snr_db=None), rng)
+    t, p = radar.times, np.mean(np.abs(s)**2)
+    centre, amp = scat.pos[len(t) // 2].mean(0), lambda db: np.sqrt(p * 10**(db / 10))
+    if exists(static_db): s = s + amp(static_db) * np.exp(2j * np.pi * rng.uniform())
+    if exists(veg_db): s = s + amp(veg_db) * vegetation_return(t, rp, centre, radar.wavelength, rng)
+    if exists(second_db): s = s + amp(second_db) * second_walker(t, rp, centre, radar.wavelength, rng)
+    if exists(radar.snr_db):   # the noise is set against the target's power, as in `add_radar_noise`
+        s = s + amp(-radar.snr_db) / np.sqrt(2) * (rng.standard_normal(len(s)) + 1j * rng.standard_normal(len(s)))
+    return s, rp, v_max
+
+# %% ../nbs/01_simulate.ipynb #e1ffc138
+def hard_subject_params(subject:int, # subject index
+                        seed:int=0 # dataset seed
+                       ) -> dict:
+    "The traits of subject `subject` of the hard scene (every class is human, so all share them)."
+    r = _seed(seed, 'hard', subject)
+    h = float(np.clip(r.normal(1.72, 0.1), 1.45, 2.05))
+    return dict(height=h, rv_walk=r.uniform(0.8, 2.0), arm_swing=r.uniform(0.4, 1.4), box=r.uniform(0.1, 0.2),
+                box_gain=r.uniform(2., 3.), rollator_step=r.uniform(0.7, 0.9), limp_side=str(r.choice(['l', 'r'])),
+                severity=r.uniform(0.3, 0.7), step=r.uniform(0.35, 0.6), jog_speed=r.uniform(1.9, 2.6),
+                run_speed=r.uniform(2.8, 4.2))
+
+def hard_sample_params(cls:str, # a class of `HARD_CLASSES`
+                       subject:int, # subject index
+                       n:int, # sample index for this subject
+                       seed:int=0, # dataset seed
+                       max_aspect:float|None=None # aspects drawn from [-max_aspect, max_aspect] degrees; None: 50
+                      ) -> dict:
+    "All target, scene and clutter parameters of one sample of the hard scene."
+    sc = SCENES['hard']
+    if cls not in sc['classes']: raise ValueError(f"unknown class {cls!r}: choose from {sc['classes']}")
+    sub, r = hard_subject_params(subject, seed), _seed(seed, 'hard', cls, subject, n)
+    max_aspect, Ht = default(max_aspect, sc['max_aspect']), leg_length(sub['height'])
+    p = dict(scene='hard', aspect_deg=r.uniform(-max_aspect, max_aspect), snr_db=r.uniform(*sc['snr_db']),
+             phase=r.uniform(0, 1), height=sub['height'], elevation_deg=r.uniform(*sc['elevation_deg']),
+             static_db=r.uniform(*sc['static_db']), veg_db=r.uniform(*sc['veg_db']),
+             second_db=r.uniform(*sc['second_db']) if r.random() < sc['second_p'] else None)
+    walk = lambda lo, hi: min(sub['rv_walk'] * r.uniform(lo, hi), 2.25) * Ht     # a walking speed, m/s
+    swing = sub['arm_swing'] * r.uniform(0.85, 1.15)
+    if cls == 'walk': p.update(speed=walk(0.88, 1.12), arm_swing=swing)
+    elif cls == 'carry': p.update(speed=walk(0.8, 0.95), arm_swing=swing, box=sub['box'], box_gain=sub['box_gain'])
+    elif cls == 'rollator': p.update(speed=walk(0.45, 0.7), arm_swing=swing,
+                                     step=min(sub['rollator_step'] * r.uniform(0.95, 1.05), 1.))
+    elif cls == 'limp': p.update(speed=walk(0.65, 0.9), arm_swing=swing, side=sub['limp_side'],
+                                 severity=sub['severity'] * r.uniform(0.9, 1.1))
+    elif cls == 'shuffle':
+        step = sub['step'] * r.uniform(0.9, 1.1)
+        p.update(speed=step * walk(0.8, 1.0), step=step, arm_swing=swing)
+    else: p.update(speed=max(sub[f'{cls}_speed'] * r.uniform(0.93, 1.07), 1.8), arm_swing=swing)   # jog, run
+    p['rv'] = p['speed'] / Ht
+    return dict(cls=cls, subject=subject, n=n, seed=int(r.integers(2**31)), **p)

@@ -1,4 +1,4 @@
-"""Cached latents, ε and v objectives with class dropout, accelerate (mixed precision, accumulation, EMA, logging), atomic checkpoints that resume bit for bit, and the same code on one CPU, many GPUs or many nodes.
+"""Cached latents, ε and v objectives with class dropout, accelerate (mixed precision, accumulation, EMA, logging), atomic checkpoints that resume bit for bit, the same code on one CPU, many GPUs or many nodes, and fine-tuning from a simulator-pretrained prior.
 
 Docs: https://mdaug.github.io/mdaug/train.html.md"""
 
@@ -17,7 +17,7 @@ from diffusers import DDIMScheduler, VQModel, LDMPipeline
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from fastcore.basics import patch
 from safetensors import safe_open
-from safetensors.torch import save as st_save
+from safetensors.torch import save as st_save, load_file
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
@@ -28,18 +28,19 @@ from .core import (exists, default, get_profile, seed_everything, atomic_dir, at
 from .data import SpectrogramDataset, infinite_batches
 from .learner import (Learner, AccelerateCB, ClipGradCB, NaNGuardCB, EMACB, GeneratorCB, LRLogCB, ProgressCB, LogCB,
                            SampleCB, CheckpointCB, list_checkpoints, find_checkpoint)
-from .pipeline import MDaugPipeline
+from .pipeline import MDaugPipeline, find_model
 from .samplers import ddim_sample
 from .schedules import make_alphas_cumprod, add_noise, get_velocity
 from .unet import build_unet, UNET_PRESETS, unet_cost, speed_up, ATTENTION_IMPLS
 from .vqvae import make_config, build_vqvae
 
 # %% auto #0
-__all__ = ['PRESETS', 'NAN_HINT', 'encode_latents', 'drop_labels', 'diffusion_loss', 'TrainSettings', 'make_settings',
-           'training_alphas_cumprod', 'make_scheduler', 'file_digest', 'vqvae_fingerprint', 'files_fingerprint',
-           'cached_latents', 'cache_speedup_bound', 'sample_grid', 'save_ldm', 'load_vqvae', 'resolve_settings',
-           'check_shapes', 'ldm_learner', 'train_ldm', 'add_cli_args', 'settings_from_args', 'from_args', 'cli_parser',
-           'main']
+__all__ = ['PRESETS', 'FINETUNE', 'NAN_HINT', 'PRIOR_KEYS', 'encode_latents', 'drop_labels', 'diffusion_loss', 'TrainSettings',
+           'make_settings', 'training_alphas_cumprod', 'make_scheduler', 'file_digest', 'vqvae_fingerprint',
+           'files_fingerprint', 'cached_latents', 'cache_speedup_bound', 'sample_grid', 'save_ldm', 'load_vqvae',
+           'resolve_settings', 'check_shapes', 'ldm_learner', 'train_ldm', 'add_cli_args', 'settings_from_args',
+           'from_args', 'cli_parser', 'main', 'find_prior', 'prior_meta', 'prior_vqvae', 'prior_settings', 'same_vqvae',
+           'check_prior_vqvae', 'check_prior', 'class_rows', 'prior_unet', 'init_line']
 
 # %% ../nbs/07_train.ipynb #71453b3f
 @torch.no_grad()
@@ -128,6 +129,7 @@ class TrainSettings:
     sample_size:int|None=None       # UNet sample size; None: the latent side; else checked against it
     num_workers:int=0               # DataLoader workers (images only; cached latents need none)
     seed:int=42                     # seed of the weights, the batch order and the noise
+    init:str|None=None              # a model to fine-tune: 'shipped', a model folder or its run folder; None: random
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -162,6 +164,8 @@ def validate(self:TrainSettings):
     if self.unet_preset not in UNET_PRESETS:
         bad.append(f"unet_preset={self.unet_preset!r}: choose one of {sorted(UNET_PRESETS)}")
     if self.channels is not None and self.channels not in (1, 3): bad.append(f"channels={self.channels}: use 1 or 3")
+    if self.init is not None and not str(self.init).strip():
+        bad.append("init='': use 'shipped', a model folder (what train_ldm writes as out/model) or None")
     if self.guidance_scale < 0: bad.append(f"guidance_scale={self.guidance_scale} must be >= 0")
     if bad: raise ValueError("invalid training settings: " + "; ".join(bad))
     return self
@@ -179,13 +183,20 @@ PRESETS = {
                          mixed_precision='auto', encode_batch_size=128),
 }
 
+# fine-tuning a prior (`init`): fewer steps, a smaller learning rate, a short warm-up (section 'Starting from a prior')
+FINETUNE = {'ci': dict(steps=4, lr=3e-4, warmup_steps=1),
+            'cpu': dict(steps=800, lr=1e-4, warmup_steps=20),
+            'gpu': dict(steps=20_000, lr=3e-5, warmup_steps=200)}
+
 def make_settings(profile:str|None=None, # run profile 'ci', 'cpu' or 'gpu' (None: automatic)
                   **overrides # any `TrainSettings` field; None values are ignored
                  ) -> TrainSettings:
-    "Validated `TrainSettings`: the run profile's preset with `overrides`."
+    "Validated `TrainSettings`: the profile's preset (`init`: + `FINETUNE` and the prior's keys), then `overrides`."
     check_fields(TrainSettings, overrides, 'training setting')
-    return replace(PRESETS[get_profile(profile).name],
-                   **{k: v for k, v in overrides.items() if v is not None}).validate()
+    name, over = get_profile(profile).name, {k: v for k, v in overrides.items() if v is not None}
+    s = PRESETS[name]
+    if over.get('init'): s = replace(s, **FINETUNE[name], **prior_settings(over['init']))
+    return replace(s, **over).validate()
 
 # %% ../nbs/07_train.ipynb #ba67528e
 def training_alphas_cumprod(s:TrainSettings # the run's settings
@@ -357,7 +368,7 @@ def check_shapes(s:TrainSettings, # resolved settings
 
 # %% ../nbs/07_train.ipynb #89049df5
 _STRUCTURAL = ('prediction_type', 'num_train_timesteps', 'beta_schedule', 'beta_start', 'beta_end', 'unet_preset',
-               'image_size', 'channels', 'encode_every_batch', 'batch_size', 'grad_accum', 'seed')
+               'image_size', 'channels', 'encode_every_batch', 'batch_size', 'grad_accum', 'seed', 'init')
 
 def _check_resume(state:dict, s:TrainSettings, classes:list, ckpt:Path):
     "Raise one line naming each structural setting (or the classes) that differs from the checkpoint's."
@@ -424,11 +435,12 @@ def ldm_learner(acc, # the run's `Accelerator`
                 ckpt:Path|None=None, # a checkpoint to resume from
                 state:dict|None=None, # JSON facts stored in each checkpoint
                 progress:bool=True, # show a progress bar
-                cbs=() # more callbacks
+                cbs=(), # more callbacks
+                unet=None # the UNet to start from (a prior's, `prior_unet`); None: a new one of `s.unet_preset`
                ) -> Learner:
     "A `Learner` for the diffusion UNet with every callback of a full run."
     seed_everything(s.seed)
-    unet = build_unet(latent_shape[-1], latent_shape[0], num_classes=ncls, preset=s.unet_preset)
+    unet = default(unet, lambda: build_unet(latent_shape[-1], latent_shape[0], num_classes=ncls, preset=s.unet_preset))
     # plain layout: grids, saved model
     ema_unet = copy.deepcopy(unet).to(acc.device).eval() if acc.is_main_process else None
     speed_up(unet, s.channels_last, s.attention, s.compile)
@@ -454,7 +466,7 @@ def ldm_learner(acc, # the run's `Accelerator`
 
 # %% ../nbs/07_train.ipynb #bfd8352e
 def train_ldm(data:str, # folder of spectrogram images (`<class>/*.png` or flat) read by `mdaug.data.SpectrogramDataset`
-              vqvae:str, # the trained VQ-VAE folder (what `train_vqvae` returns)
+              vqvae:str|None, # the trained VQ-VAE folder (what `train_vqvae` returns); None: the prior's (needs `init`)
               out:str, # the run folder: settings, logs, checkpoints, samples and the final `model/`
               settings:TrainSettings|None=None, # the run's settings (None: the resumed run's, else `make_settings()`)
               *,
@@ -464,12 +476,19 @@ def train_ldm(data:str, # folder of spectrogram images (`<class>/*.png` or flat)
              ) -> Path:
     "Train a class-conditional latent diffusion UNet on `data` encoded by `vqvae`; returns the final model's folder."
     out = Path(out); s = _run_settings(out, settings, resume)
+    if vqvae is None and not s.init:
+        raise ValueError("no VQ-VAE given: pass a VQ-VAE folder, or a prior to start from (init='shipped' or a model "
+                         "folder; --init on the command line), whose VQ-VAE is then used")
+    vqvae = default(vqvae, lambda: prior_vqvae(s.init))
     vq, vq_cfg = load_vqvae(vqvae)
+    fresh = not (resume and list_checkpoints(out))   # a prior is read on a fresh start only
+    if s.init and fresh: check_prior_vqvae(s.init, vqvae)
     s = resolve_settings(s, vq_cfg, vq)
     ds = SpectrogramDataset(data, image_size=s.image_size, channels=s.channels)
     classes = list(ds.classes)
     with torch.no_grad(): latent_shape = tuple(vq.encode(ds[0][0][None]).latents.shape[1:])
     check_shapes(s, latent_shape, len(classes))
+    if s.init and fresh: check_prior(s.init, s, latent_shape, classes)
     with contextlib.ExitStack() as stack:   # one writer per run folder: process 0 of a distributed run holds it
         if int(os.environ.get('RANK', 0)) == 0: stack.enter_context(folder_lock(out, 'mdaug train-ldm'))
         ckpt = _resume_point(out, resume, s, classes)
@@ -480,24 +499,29 @@ def train_ldm(data:str, # folder of spectrogram images (`<class>/*.png` or flat)
         stack.callback(acc.end_training)   # trackers closed, process group ended, also after an error
         if acc.is_main_process: save_json(s.to_dict(), out/'settings.json')
         vq.to(acc.device)
+        unet, init = prior_unet(s.init, classes, s, latent_shape) if s.init and ckpt is None else (None, None)
+        if init: acc.print(init_line(init))
+        init = init or (load_json(ckpt/'trainer_state.json').get('init') if ckpt else None)
         state = dict(settings=s.to_dict(), classes=classes, latent_shape=list(latent_shape), data=str(data),
-                     vqvae=str(vqvae))
+                     vqvae=str(vqvae), init=init)
         train_ds = _training_set(acc, vq, vqvae, ds, out, s, progress)
         learn = ldm_learner(acc, s, latent_shape, len(classes) or None, train_ds, vq, out, ckpt, state, progress,
-                            cbs).fit()
+                            cbs, unet).fit()
         if acc.is_main_process:
             learn.ema.copy_to(learn.ema_unet.parameters())
             save_ldm(out/'model', learn.ema_unet, vqvae, s, classes, dict(steps_trained=learn.step, data=str(data),
-                     vqvae_source=str(vqvae), vqvae_sha256=vqvae_fingerprint(vqvae)))
+                     vqvae_source=str(vqvae), vqvae_sha256=vqvae_fingerprint(vqvae), init=init))
         acc.wait_for_everyone()
     return out/'model'
+
 
 # %% ../nbs/07_train.ipynb #33c1a651
 def add_cli_args(p:argparse.ArgumentParser # the parser to fill (`python -m mdaug.train`, or `mdaug train-ldm`)
                 ) -> argparse.ArgumentParser:
     "Data, the VQ-VAE, the run folder, and one `--option` per `TrainSettings` field."
     p.add_argument('data', help="folder of spectrogram images (`<class>/*.png` or flat)")
-    p.add_argument('vqvae', help="the trained VQ-VAE folder (what `train_vqvae` returns)")
+    p.add_argument('vqvae', nargs='?', default=None,
+                   help="the trained VQ-VAE folder (what `train_vqvae` returns); omitted with --init: the prior's")
     p.add_argument('--out', required=True,
                    help="the run folder: settings, logs, checkpoints, samples and the final model/")
     p.add_argument('--profile',
@@ -528,3 +552,129 @@ def main(argv:list|None=None # arguments (default: sys.argv[1:])
     return from_args(cli_parser().parse_args(argv))
 
 if __name__ == '__main__' and globals().get('__spec__') is not None: main()
+
+# %% ../nbs/07_train.ipynb #b9d1354d
+PRIOR_KEYS = ('unet_preset', 'prediction_type', 'num_train_timesteps', 'beta_schedule', 'beta_start', 'beta_end')
+
+def find_prior(init:str # 'shipped', a model folder with mdaug.json (what `train_ldm` writes as out/model), or its run
+              ) -> Path:
+    "The pipeline folder of the prior that `init` names."
+    if init != 'shipped' and not Path(init).expanduser().exists():
+        raise FileNotFoundError(f"init={init!r} does not exist: pass 'shipped', a model folder (what train_ldm writes "
+                                f"as out/model) or the run folder that holds it")
+    p = find_model(None if init == 'shipped' else init)
+    if not (p/'mdaug.json').is_file():
+        raise ValueError(f"{p} has no mdaug.json: init takes a model written by train_ldm or `mdaug fit`, or 'shipped'")
+    return p
+
+def prior_meta(init:str # as `find_prior` takes it
+              ) -> dict:
+    "The prior's `mdaug.json`: classes, latent shape, image size, scaling factor, settings."
+    return load_json(find_prior(init)/'mdaug.json')
+
+def prior_vqvae(init:str # as `find_prior` takes it
+               ) -> Path:
+    "The prior's VQ-VAE folder: the one a run that starts from the prior must encode with."
+    return find_prior(init)/'vqvae'
+
+def prior_settings(init:str # as `find_prior` takes it
+                  ) -> dict:
+    "The prior's settings that a run starting from it keeps (`PRIOR_KEYS`: the UNet preset, objective and schedule)."
+    st = prior_meta(init).get('settings', {})
+    return {k: st[k] for k in PRIOR_KEYS if k in st}
+
+# %% ../nbs/07_train.ipynb #c9f4e6c1
+def same_vqvae(a, # a VQ-VAE folder
+               b, # another one
+               sha:str|None=None # a fingerprint recorded for `b`'s source (`vqvae_sha256` in a model's mdaug.json)
+              ) -> bool:
+    "Whether two VQ-VAE folders hold one model: same files, the recorded fingerprint, or same config and weights."
+    fa = vqvae_fingerprint(a)
+    if fa == sha or fa == vqvae_fingerprint(b): return True
+    cfg = lambda p: {k: v for k, v in load_json(Path(p)/'config.json').items() if not k.startswith('_')}
+    if cfg(a) != cfg(b): return False
+    w = [Path(p)/'diffusion_pytorch_model.safetensors' for p in (a, b)]
+    if not all(f.is_file() for f in w): return False
+    wa, wb = load_file(w[0]), load_file(w[1])
+    def eq(x, y):   # compared at the lower precision: a float16 export of float32 weights is the same model
+        dt = x.dtype if x.element_size() <= y.element_size() else y.dtype
+        return x.shape == y.shape and torch.equal(x.to(dt), y.to(dt))
+    return wa.keys() == wb.keys() and all(eq(wa[k], wb[k]) for k in wa)
+
+def _latents_desc(size, c, h, w, sf) -> str: return f"{size} px images as {c}x{h}x{w} latents, scaling factor {sf:.4g}"
+
+def check_prior_vqvae(init:str, # as `find_prior` takes it
+                      vqvae # the VQ-VAE folder the run would encode with
+                     ):
+    "Raise one line naming both when `vqvae` is not the prior's VQ-VAE (its latents would mean something else)."
+    p, m = find_prior(init), prior_meta(init)
+    if same_vqvae(vqvae, p/'vqvae', m.get('vqvae_sha256')): return
+    vq, cfg = load_vqvae(vqvae); c, size = vq.config, cfg.get('image_size')
+    side = size // 2 ** (len(c.block_out_channels) - 1) if size else '?'
+    theirs = _latents_desc(m.get('image_size'), *m['latent_shape'], m['scaling_factor'])
+    raise ValueError(f"the prior {p} learned the latents of its own VQ-VAE ({theirs}) but vqvae={vqvae} is another one "
+                     f"({_latents_desc(size, c.latent_channels, side, side, c.scaling_factor)}): pass vqvae=None "
+                     f"(the prior's, {p/'vqvae'}), or train without init")
+
+# %% ../nbs/07_train.ipynb #3e09f34e
+def check_prior(init:str, # as `find_prior` takes it
+                s:TrainSettings, # the run's resolved settings
+                latent_shape:tuple, # (C, h, w) of the run's latents
+                classes:list # the run's classes ([]: unconditional)
+               ) -> dict:
+    "Raise one line if the run cannot start from the prior (latents, conditioning, `PRIOR_KEYS`); else its mdaug.json."
+    p, m = find_prior(init), prior_meta(init)
+    if list(latent_shape) != list(m['latent_shape']) or s.image_size != m.get('image_size', s.image_size):
+        raise ValueError(f"the prior {p} takes {m.get('image_size')} px images as {tuple(m['latent_shape'])} latents, "
+                         f"this run {s.image_size} px as {tuple(latent_shape)}: use the prior's VQ-VAE (vqvae=None) "
+                         f"and image_size={m.get('image_size')}, or train without init")
+    kind = lambda c: f"class-conditional ({len(c)} classes)" if c else "unconditional"
+    if bool(m.get('classes')) != bool(classes):
+        raise ValueError(f"the prior {p} is {kind(m.get('classes'))} but this run's data is {kind(classes)}: "
+                         f"start from a prior of the same kind (class folders need a class-conditional one), "
+                         f"or train without init")
+    diff = {k: v for k, v in prior_settings(init).items() if v != getattr(s, k)}
+    if diff:
+        raise ValueError(f"the prior {p} was trained with " + ", ".join(f"{k}={v!r}" for k, v in diff.items())
+                         + " but this run has " + ", ".join(f"{k}={getattr(s, k)!r}" for k in diff)
+                         + ": keep the prior's (make_settings(init=...) copies them), or train without init")
+    return m
+
+# %% ../nbs/07_train.ipynb #aeb12043
+def class_rows(rows:torch.Tensor, # the prior's `class_embedding.weight`: one row per class, its null row last
+               prior_classes:list, # the prior's class names in label order
+               classes:list # this run's class names in label order
+              ) -> tuple[torch.Tensor, list, list]:
+    "The run's class rows (its null row last): the prior's row by name, the mean of its class rows for a new class."
+    if len(rows) != len(prior_classes) + 1:
+        raise ValueError(f"the prior has {len(rows)} class rows for {len(prior_classes)} classes + null: "
+                         f"its mdaug.json does not match its UNet")
+    known, mean = {c: i for i, c in enumerate(prior_classes)}, rows[:-1].mean(0)
+    out = torch.stack([rows[known[c]] if c in known else mean for c in classes] + [rows[-1]])
+    return out, [c for c in classes if c in known], [c for c in classes if c not in known]
+
+def prior_unet(init:str, # as `find_prior` takes it
+               classes:list, # this run's classes ([]: unconditional)
+               s:TrainSettings, # the run's settings (its `unet_preset`)
+               latent_shape:tuple # (C, h, w) of the run's latents
+              ) -> tuple:
+    "A float32 UNet of `s.unet_preset` holding the prior's weights with `class_rows`, and a record of what was copied."
+    p, m = find_prior(init), prior_meta(init)
+    f = p/'unet'/'diffusion_pytorch_model.safetensors'
+    if not f.is_file(): raise FileNotFoundError(f"{f} is missing: the prior's UNet must be saved as safetensors")
+    sd = {k: v.float() for k, v in load_file(f).items()}
+    unet = build_unet(latent_shape[-1], latent_shape[0], num_classes=len(classes) or None, preset=s.unet_preset)
+    rec = dict(model=str(p), steps_trained=m.get('steps_trained'), classes=list(m.get('classes') or []))
+    if classes:
+        sd['class_embedding.weight'], rec['copied'], rec['new'] = class_rows(sd['class_embedding.weight'],
+                                                                             rec['classes'], classes)
+    unet.load_state_dict(sd)
+    return unet, rec
+
+def init_line(rec:dict # what `prior_unet` returned beside the UNet
+             ) -> str:
+    "One line saying where the UNet started: the prior, and how many class rows were copied and new."
+    if 'copied' not in rec: return f"init: the unconditional UNet of {rec['model']}"
+    cp, nw = rec['copied'], rec['new']
+    return (f"init: UNet of {rec['model']}; class rows: {len(cp)} copied ({', '.join(cp) or '-'}), {len(nw)} new "
+            f"from the mean of its {len(rec['classes'])} ({', '.join(nw) or '-'}), null row copied")

@@ -164,3 +164,19 @@ def test_every_command_has_help():
     for cmd in COMMANDS:
         sub = build_parser(only=cmd)._subparsers._group_actions[0].choices[cmd]
         assert sub.format_help().startswith('usage: mdaug ' + cmd), cmd
+
+
+def test_fit_from_the_shipped_prior(tmp_path):
+    "`mdaug fit --init shipped`: the shipped VQ-VAE is kept (none trained), the UNet fine-tuned from the shipped one."
+    out, sample = tmp_path / "fit", Path(__file__).parents[1] / "data" / "sample"
+    r = run("fit", sample, "--out", out, "--init", "shipped", "--no-progress")
+    assert "7 copied" in r.stdout and "0 new" in r.stdout, r.stdout
+    rec = json.loads((out / "fit.json").read_text())
+    assert rec["settings"]["image_size"] == 128 and "vqvae" not in rec["done"] and not (out / "vq").exists()
+    meta = json.loads((out / "model" / "mdaug.json").read_text())
+    assert meta["init"]["copied"] == meta["classes"] and meta["image_size"] == 128
+    for args, msg in [(("--init", "shipped", "--image-size", 64), "trained at image_size=128"),
+                      (("--init", tmp_path / "no_such_model"), "no_such_model")]:
+        bad = run("fit", sample, "--out", tmp_path / "never", *args, "--no-progress", ok=False)
+        assert bad.returncode == 2 and msg in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert not (tmp_path / "never").exists()

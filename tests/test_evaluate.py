@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from mdaug.experiments import ARMS
+
 MDAUG = shutil.which("mdaug") or pytest.fail("the `mdaug` command is not installed: pip install -e '.[dev]'")
 ENV = {**os.environ, "MDAUG_PROFILE": "ci"}
 
@@ -16,9 +18,10 @@ def run(*args, ok=True):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    "A tiny simulated dataset: 7 classes, 4 subjects, 2 spectrograms each, 32 px."
+    "A tiny simulated dataset: 4 classes (the benchmark's prior is pretrained on the others), 4 subjects, 2 each, 32 px."
     d = tmp_path_factory.mktemp("bench") / "data"
-    run("simulate", "--out", d, "--n-subjects", 4, "--n-per-subject", 2, "--image-size", 32, "--seed", 5, "--no-progress")
+    run("simulate", "--out", d, "--classes", "walk,run,box,jump", "--n-subjects", 4, "--n-per-subject", 2,
+        "--image-size", 32, "--seed", 5, "--no-progress")
     return d
 
 
@@ -67,7 +70,7 @@ def test_benchmark_killed_and_resumed(data, tmp_path):
     assert p.poll() is None, f"the benchmark ended before it could be killed:\n{p.stdout.read()}"
     p.send_signal(signal.SIGKILL); p.wait()
     done = json.loads(state.read_text())["done"]["arms"]
-    n_arms = 6 * 2 * 2 * 3   # arms x folds x sizes x seeds
+    n_arms = len(ARMS) * 2 * 2 * 3   # arms x folds x sizes x seeds
     assert 3 <= len(done) < n_arms
     r = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -75,7 +78,8 @@ def test_benchmark_killed_and_resumed(data, tmp_path):
     assert len(final) == n_arms
     for k, v in done.items(): assert final[k] == v, k     # finished arms were kept, not trained again
     res = json.loads((out / "results.json").read_text())
-    assert set(res["accuracy"]) == {"real", "real + classic", "real + gen", "real + gen (tuned)",
-                                    "real + gen (tuned) + classic", "gen only (TSTR)"}
+    assert set(res["accuracy"]) == set(ARMS)
+    assert all(res["accuracy"][a]["2"] for a in ARMS)   # every arm ran: gen, variations, the held-out prior, sim-pretrained
+    assert res["prior_pool"]["classes"] and not set(res["prior_pool"]["classes"]) & {"walk", "run", "box", "jump"}
     assert res["folds"] == 2 and all(len(v) == 2 for per in res["fold_accuracy"].values() for v in per.values())
     for f in ("report.md", "accuracy.png", "confusion.png", "memorisation.png", "samples.png"): assert (out / f).is_file(), f
